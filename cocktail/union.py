@@ -1,0 +1,267 @@
+"""The union model: a (class-conditional) generator, its discriminator, class names, provenance.
+
+One folder layout serves a single-domain source and a merged union alike, on disk, in
+``cocktail/assets/`` and on the Hub::
+
+    generator/       config.json + safetensors (the EMA generator)
+    discriminator/   config.json + safetensors (so training can go on)
+    union.json       class names and provenance (sources, resolved commits, recipe, metrics)
+    samples.png      sample grid, one row per class
+    README.md        model card
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from .assets import example_path, is_example
+from .errors import CocktailError
+from .images import image_grid, to_pil
+from .networks import Discriminator, Generator
+
+FORMAT_NAME = "gan-cocktail"
+FORMAT_VERSION = 1
+INDEX_FILE = "union.json"
+SAMPLES_FILE = "samples.png"
+
+# A tiny architecture for tests and examples: 32 px, a few thousand parameters per layer.
+TINY_G_KWARGS = dict(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=512, channel_max=64)
+TINY_D_KWARGS = dict(img_resolution=32, channel_base=512, channel_max=64)
+
+logger = logging.getLogger(__name__)
+
+
+class UnionModel:
+    """A generator with named classes, loadable from a folder or the Hub, that samples PIL images."""
+
+    def __init__(self, generator: Generator, discriminator: Discriminator | None = None,
+                 class_names: Sequence[str] | None = None, provenance: dict | None = None):
+        num_classes = max(generator.c_dim, 1)
+        class_names = list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise CocktailError(
+                f"{len(class_names)} class names given for a generator with {num_classes} class(es)")
+        if len(set(class_names)) != len(class_names):
+            raise CocktailError(f"class names must be unique, got {class_names}")
+        if discriminator is not None and discriminator.c_dim != generator.c_dim:
+            raise CocktailError(f"generator has c_dim={generator.c_dim} but discriminator has "
+                                f"c_dim={discriminator.c_dim}")
+        self.generator = generator.eval()
+        self.discriminator = discriminator.eval() if discriminator is not None else None
+        self.class_names = class_names
+        self.provenance = dict(provenance or {})
+
+    # -- loading and saving ------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, spec: str | Path, revision: str | None = None, load_discriminator: bool = True,
+                        device: str | torch.device | None = None, torch_dtype: torch.dtype | None = None,
+                        token: str | bool | None = None, local_files_only: bool | None = None) -> UnionModel:
+        """Load from a local folder, a Hub id (``org/name[@revision]``) or a shipped ``example:<name>``."""
+        folder = example_path(spec) if is_example(spec) else Path(spec)
+        if not folder.is_dir():
+            from .hub import resolve  # the Hub client is only needed for remote models
+
+            spec = f"{spec}@{revision}" if revision and "@" not in str(spec) else str(spec)
+            resolved = resolve(spec, token=token, local_files_only=local_files_only)
+            if resolved.kind != "model":
+                raise CocktailError(f"{spec}: is a checkpoint file, not a model folder; convert it first "
+                                    "with scripts/convert.py")
+            folder = resolved.local_path
+        index = read_index(folder)
+        generator = _load_network(Generator, folder, "generator", torch_dtype)
+        discriminator = None
+        if load_discriminator and (folder / "discriminator" / "config.json").is_file():
+            discriminator = _load_network(Discriminator, folder, "discriminator", torch_dtype)
+        try:
+            model = cls(generator, discriminator, index.get("class_names"), index.get("provenance"))
+        except CocktailError as err:
+            raise CocktailError(f"{folder / INDEX_FILE}: {err}") from None
+        return model.to(device) if device is not None else model
+
+    def save_pretrained(self, folder: str | Path, write_card: bool = True, seeds_per_class: int = 8) -> Path:
+        """Write the folder layout; with ``write_card`` also the sample grid and the model card."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.generator.save_pretrained(folder / "generator")
+        if self.discriminator is not None:
+            self.discriminator.save_pretrained(folder / "discriminator")
+        index = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "class_names": self.class_names,
+                 "provenance": self.provenance}
+        (folder / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
+        if write_card:
+            self.sample_grid(seeds_per_class=seeds_per_class).save(folder / SAMPLES_FILE)
+            from .hub import write_model_card
+
+            write_model_card(folder)
+        return folder
+
+    def to(self, device) -> UnionModel:
+        self.generator.to(device)
+        if self.discriminator is not None:
+            self.discriminator.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def class_index(self, label: str | int) -> int:
+        """A class name or index → index, with a clear error listing the classes."""
+        if isinstance(label, str) and label not in self.class_names and label.lstrip("-").isdigit():
+            label = int(label)
+        if isinstance(label, str):
+            if label in self.class_names:
+                return self.class_names.index(label)
+        elif 0 <= int(label) < self.num_classes:
+            return int(label)
+        raise CocktailError(f"unknown class {label!r}; this model has: {', '.join(self.class_names)}")
+
+    def labels_to_c(self, indices: Iterable[int]) -> torch.Tensor | None:
+        """Class indices → the one-hot conditioning the generator expects (None if unconditional)."""
+        indices = torch.as_tensor(list(indices), dtype=torch.long)
+        if self.generator.c_dim == 0:
+            return None
+        return torch.nn.functional.one_hot(indices, self.generator.c_dim).float().to(self.device)
+
+    def latents(self, seeds: Iterable[int]) -> torch.Tensor:
+        """z for each seed, drawn on CPU so a seed means the same image on every device."""
+        zs = [torch.randn([self.generator.z_dim], generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        return torch.stack(zs).to(self.device)
+
+    @torch.no_grad()
+    def generate(self, class_label: str | int = 0, seeds: Iterable[int] = (0,), truncation: float = 1.0,
+                 noise_mode: str = "const", batch_size: int = 32) -> torch.Tensor:
+        """Images in [-1, 1] (NCHW) of one class for the given seeds."""
+        seeds = list(seeds)
+        index = self.class_index(class_label)
+        outputs = []
+        for start in range(0, len(seeds), batch_size):
+            chunk = seeds[start : start + batch_size]
+            z = self.latents(chunk)
+            c = self.labels_to_c([index] * len(chunk))
+            outputs.append(self.generator(z, c, truncation_psi=truncation, noise_mode=noise_mode).float())
+        return torch.cat(outputs)
+
+    def sample(self, class_label: str | int = 0, seeds: Iterable[int] = (0,), truncation: float = 1.0,
+               noise_mode: str = "const"):
+        """PIL images of one class, one per seed; the same seed always gives the same image."""
+        return to_pil(self.generate(class_label, seeds, truncation=truncation, noise_mode=noise_mode))
+
+    def sample_grid(self, seeds_per_class: int = 8, truncation: float = 1.0, seeds: Iterable[int] | None = None):
+        """One row per class, the same seeds in every row (so rows are comparable)."""
+        seeds = list(seeds) if seeds is not None else list(range(seeds_per_class))
+        return image_grid([self.sample(i, seeds, truncation=truncation) for i in range(self.num_classes)])
+
+
+def read_index(folder: str | Path) -> dict:
+    """Read and check ``union.json`` and the presence of ``generator/``."""
+    folder = Path(folder)
+    index_path = folder / INDEX_FILE
+    if not (folder / "generator" / "config.json").is_file():
+        raise CocktailError(f"{folder}: not a GAN Cocktail model folder (no generator/config.json)")
+    if not index_path.is_file():
+        raise CocktailError(f"{folder}: not a GAN Cocktail model folder (no {INDEX_FILE})")
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CocktailError(f"{index_path}: not valid JSON ({err})") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
+        raise CocktailError(f"{index_path}: not a GAN Cocktail index (expected \"format\": \"{FORMAT_NAME}\")")
+    if index.get("format_version", 0) > FORMAT_VERSION:
+        raise CocktailError(f"{index_path}: format_version {index['format_version']} is newer than this "
+                            f"version of cocktail supports ({FORMAT_VERSION}); upgrade the package")
+    return index
+
+
+def _load_network(network_cls, folder: Path, subfolder: str, torch_dtype):
+    """``from_pretrained`` with expected failures turned into one-line errors naming the file."""
+    path = folder / subfolder
+    try:
+        network = network_cls.from_pretrained(path, torch_dtype=torch_dtype, low_cpu_mem_usage=False)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CocktailError(f"{path}: cannot load the {subfolder} ({message})") from None
+    return network.eval()
+
+
+def make_conditional(generator: Generator, discriminator: Discriminator | None, num_classes: int, seed: int = 0):
+    """Turn unconditional (c_dim=0) networks into ``num_classes``-class ones that draw the same images.
+
+    Generator: the new class embedding feeds zero-initialised input columns of the first mapping
+    layer (the z columns rescaled for the larger fan-in), so w and the image are unchanged for every
+    class while gradients still reach the new columns.
+    Discriminator: the projection head starts as the old logit times a constant class map
+    (last mapping layer zero weight, bias giving 1/sqrt(cmap_dim)), so logits are unchanged too.
+    """
+    if generator.c_dim != 0 or (discriminator is not None and discriminator.c_dim != 0):
+        raise CocktailError("make_conditional expects unconditional networks (c_dim=0)")
+    if num_classes < 1:
+        raise CocktailError(f"num_classes must be >= 1, got {num_classes}")
+    rng_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # the fresh embedding weights are part of the result: keep them reproducible
+    try:
+        new_g = Generator(**network_kwargs(generator, c_dim=num_classes))
+        new_d = Discriminator(**network_kwargs(discriminator, c_dim=num_classes)) if discriminator else None
+    finally:
+        torch.random.set_rng_state(rng_state)
+    new_g.to(generator.device)
+
+    g_state = {**new_g.state_dict(), **generator.state_dict()}
+    fc0 = g_state["mapping.fc0.weight"] = new_g.mapping.fc0.weight.detach().clone()
+    fc0.zero_()
+    # Stored weights are scaled by 1/sqrt(fan_in) at run time, and fan_in grew: compensate.
+    fan_in_ratio = new_g.mapping.fc0.weight.shape[1] / generator.mapping.fc0.weight.shape[1]
+    fc0[:, : generator.z_dim] = generator.mapping.fc0.weight.detach() * math.sqrt(fan_in_ratio)
+    new_g.load_state_dict(g_state)
+
+    if new_d is not None:
+        new_d.to(discriminator.device)
+        old = discriminator.state_dict()
+        d_state = {**new_d.state_dict(), **{k: v for k, v in old.items() if not k.startswith("b4.out.")}}
+        cmap_dim = new_d.cmap_dim
+        d_state["b4.out.weight"] = old["b4.out.weight"].repeat(cmap_dim, 1)
+        d_state["b4.out.bias"] = old["b4.out.bias"].repeat(cmap_dim)
+        last = f"mapping.fc{new_d.mapping.num_layers - 1}"
+        layer = getattr(new_d.mapping, f"fc{new_d.mapping.num_layers - 1}")
+        d_state[f"{last}.weight"] = torch.zeros_like(layer.weight)
+        # lrelu(bias * bias_gain) * sqrt(2) == 1/sqrt(cmap_dim) for every class.
+        d_state[f"{last}.bias"] = torch.full_like(layer.bias, 1 / math.sqrt(2 * cmap_dim) / layer.bias_gain)
+        new_d.load_state_dict(d_state)
+    return new_g.eval(), (new_d.eval() if new_d is not None else None)
+
+
+def network_kwargs(network: Generator | Discriminator, **changes) -> dict:
+    """The constructor arguments of a network (its config without diffusers' bookkeeping)."""
+    return {**{k: v for k, v in network.config.items() if not k.startswith("_")}, **changes}
+
+
+def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:
+    """A copy of the first network whose every parameter and float buffer is the mean over all."""
+    if not networks:
+        raise CocktailError("nothing to average")
+    states = [n.state_dict() for n in networks]
+    keys = list(states[0])
+    for i, state in enumerate(states[1:], start=1):
+        if list(state) != keys or any(state[k].shape != states[0][k].shape for k in keys):
+            raise CocktailError(f"cannot average: network {i} does not share the architecture of network 0")
+    averaged = copy.deepcopy(networks[0])
+    averaged.load_state_dict({
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype)
+        if states[0][k].is_floating_point() else states[0][k]
+        for k in keys
+    })
+    return averaged

@@ -1,0 +1,152 @@
+"""The union model: conditional conversion, folder round trip, deterministic sampling, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cocktail.errors import CocktailError
+from cocktail.networks import Discriminator, Generator
+from cocktail.union import (
+    TINY_D_KWARGS,
+    TINY_G_KWARGS,
+    UnionModel,
+    average_networks,
+    make_conditional,
+)
+
+
+def one_hot(index, n, batch):
+    return torch.nn.functional.one_hot(torch.full((batch,), index), n).float()
+
+
+def test_make_conditional_keeps_every_class_drawing_the_same_images(tiny_networks):
+    G, D = tiny_networks
+    G3, D3 = make_conditional(G, D, 3)
+    assert (G3.c_dim, D3.c_dim) == (3, 3)
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for psi in (1.0, 0.7):
+            before = G(z, None, truncation_psi=psi, noise_mode="const")
+            for k in range(3):
+                after = G3(z, one_hot(k, 3, 4), truncation_psi=psi, noise_mode="const")
+                assert (after - before).abs().max().item() < 1e-5
+        logits = D(before)
+        for k in range(3):
+            assert (D3(before, one_hot(k, 3, 4)) - logits).abs().max().item() < 1e-5
+
+
+def test_make_conditional_leaves_the_class_inputs_trainable(tiny_networks):
+    G3, D3 = make_conditional(*tiny_networks, 2)
+    z = torch.randn(4, G3.z_dim)
+    img = G3(z, one_hot(1, 2, 4), noise_mode="const")
+    (img.square().mean() + D3(img, one_hot(1, 2, 4)).mean()).backward()
+    assert G3.mapping.fc0.weight.grad[:, G3.z_dim:].abs().sum() > 0
+    assert G3.mapping.embed.weight.grad.abs().sum() == 0  # zero columns: embed learns once fc0 has moved
+    last = getattr(D3.mapping, f"fc{D3.mapping.num_layers - 1}")
+    assert last.weight.grad.abs().sum() > 0
+
+
+def test_make_conditional_refuses_conditional_input(tiny_networks):
+    G3, D3 = make_conditional(*tiny_networks, 2)
+    with pytest.raises(CocktailError, match="unconditional"):
+        make_conditional(G3, D3, 4)
+
+
+def test_save_and_load_round_trip_samples_identically(tiny_networks, tmp_path):
+    G3, D3 = make_conditional(*tiny_networks, 3)
+    model = UnionModel(G3, D3, ["cat", "dog", "car"], {"method": "cocktail"})
+    model.save_pretrained(tmp_path / "m", write_card=False)
+    index = json.loads((tmp_path / "m" / "union.json").read_text())
+    assert index["class_names"] == ["cat", "dog", "car"] and index["provenance"]["method"] == "cocktail"
+    loaded = UnionModel.from_pretrained(tmp_path / "m")
+    assert loaded.class_names == ["cat", "dog", "car"]
+    assert loaded.discriminator is not None
+    for a, b in zip(model.generate("dog", [3, 4], truncation=0.7), loaded.generate(1, [3, 4], truncation=0.7),
+                    strict=True):
+        assert torch.equal(a, b)
+    sampler_only = UnionModel.from_pretrained(tmp_path / "m", load_discriminator=False)
+    assert sampler_only.discriminator is None
+
+
+def test_sample_is_deterministic_per_seed_and_differs_across_seeds_and_classes(tiny_networks):
+    G3, _ = make_conditional(*tiny_networks, 2)
+    with torch.no_grad():  # give the classes different embeddings to draw from
+        G3.mapping.fc0.weight[:, G3.z_dim:].normal_(generator=torch.Generator().manual_seed(0))
+    model = UnionModel(G3, class_names=["a", "b"])
+    first = model.sample("a", seeds=[7, 8], truncation=0.7)
+    assert all(isinstance(im, Image.Image) and im.size == (32, 32) for im in first)
+    again = model.sample("a", seeds=[8, 7], truncation=0.7)
+    pixels = [np.asarray(im) for im in first]
+    assert np.array_equal(pixels[0], np.asarray(again[1]))
+    assert not np.array_equal(pixels[0], pixels[1])
+    assert not np.array_equal(pixels[0], np.asarray(model.sample("b", seeds=[7], truncation=0.7)[0]))
+    grid = model.sample_grid(seeds_per_class=3)
+    assert grid.size == (3 * 34 + 2, 2 * 34 + 2)
+
+
+def test_unknown_class_lists_the_classes(tiny_networks):
+    model = UnionModel(tiny_networks[0], class_names=["faces"])
+    with pytest.raises(CocktailError, match="unknown class 'cats'.*faces"):
+        model.sample("cats")
+    with pytest.raises(CocktailError, match="unknown class 3"):
+        model.sample(3)
+
+
+def test_class_names_must_match_the_generator(tiny_networks):
+    with pytest.raises(CocktailError, match="2 class names given for a generator with 1 class"):
+        UnionModel(tiny_networks[0], class_names=["a", "b"])
+
+
+def test_average_networks_averages_parameters_and_buffers(tiny_networks):
+    G, _ = tiny_networks
+    other = Generator(**TINY_G_KWARGS)
+    with torch.no_grad():
+        other.mapping.w_avg.fill_(1.0)
+    mean = average_networks([G, other])
+    for name, value in mean.state_dict().items():
+        expected = (G.state_dict()[name] + other.state_dict()[name]) / 2
+        assert torch.allclose(value, expected), name
+    with pytest.raises(CocktailError, match="does not share the architecture"):
+        average_networks([G, Generator(**{**TINY_G_KWARGS, "channel_max": 32})])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: (f / "union.json").unlink(), "no union.json"),
+        (lambda f: (f / "union.json").write_text("{not json"), "union.json: not valid JSON"),
+        (lambda f: (f / "union.json").write_text('{"format": "other"}'), "not a GAN Cocktail index"),
+        (lambda f: (f / "generator" / "config.json").unlink(), "no generator/config.json"),
+        (lambda f: (f / "generator" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage"),
+         "generator: cannot load the generator"),
+        (lambda f: (f / "generator" / "config.json").write_text(
+            json.dumps({**json.loads((f / "generator" / "config.json").read_text()), "channel_max": 32})),
+         "generator: cannot load the generator"),
+        (lambda f: (f / "union.json").write_text(json.dumps(
+            {"format": "gan-cocktail", "format_version": 1, "class_names": ["a", "b"]})),
+         "union.json: 2 class names"),
+    ],
+    ids=["no-index", "bad-json", "foreign-index", "no-config", "corrupt-weights", "config-mismatch",
+         "class-count"],
+)
+def test_broken_folders_give_one_line_errors(tiny_networks, tmp_path, damage, message):
+    folder = UnionModel(*tiny_networks, ["only"]).save_pretrained(tmp_path / "m", write_card=False)
+    damage(folder)
+    with pytest.raises(CocktailError, match=message) as info:
+        UnionModel.from_pretrained(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_example_models_load_and_unknown_example_is_explained():
+    model = UnionModel.from_pretrained("example:union")
+    assert model.num_classes >= 2
+    with pytest.raises(CocktailError, match="unknown example model 'example:nope'.*example:union"):
+        UnionModel.from_pretrained("example:nope")
+
+
+def test_discriminator_must_match_generator_classes(tiny_networks):
+    with pytest.raises(CocktailError, match="c_dim"):
+        UnionModel(tiny_networks[0], Discriminator(**TINY_D_KWARGS, c_dim=2))
