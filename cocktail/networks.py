@@ -117,8 +117,13 @@ def conv2d_resample(x, w, f, up=1, down=1, padding=0, groups=1):
     return upfirdn2d(x, f, pad=(p0 + pt, p1 + pt, p0 + pt, p1 + pt), gain=up * up)
 
 
-def modulated_conv2d(x, weight, styles, up=1, padding=0, resample_filter=None, demodulate=True):
-    """StyleGAN2 weight (de)modulation, as one grouped convolution over the batch."""
+def modulated_conv2d(x, weight, styles, up=1, padding=0, resample_filter=None, demodulate=True, fused=True):
+    """StyleGAN2 weight (de)modulation.
+
+    ``fused``: one grouped convolution with per-sample weights (fast for small batches and
+    inference); otherwise scale activations before and after a shared-weight convolution
+    (mathematically the same, and much faster to train with on CPU).
+    """
     batch = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:
@@ -126,6 +131,13 @@ def modulated_conv2d(x, weight, styles, up=1, padding=0, resample_filter=None, d
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3],
                                                                                keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    if not fused:
+        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
+        if demodulate:
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+            x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+        return x
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
@@ -229,9 +241,10 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.register_buffer("noise_const", torch.randn([resolution, resolution]))
 
-    def forward(self, x, w, noise_mode="random", gain=1.0):
+    def forward(self, x, w, noise_mode="random", fused_modconv=True, gain=1.0):
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter)
+        x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter,
+                             fused=fused_modconv)
         if noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength.to(x.dtype)
@@ -254,9 +267,9 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels)
 
-    def forward(self, x, w):
+    def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
@@ -276,17 +289,17 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
 
-    def forward(self, x, img, ws, noise_mode="random"):
+    def forward(self, x, img, ws, noise_mode="random", fused_modconv=True):
         dtype = self.low_precision if self.low_precision is not None else torch.float32
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
         else:
-            x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode)
-        x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+        x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter)).to(torch.float32)
+        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
         return x, (img + y if img is not None else y)
 
 
@@ -326,12 +339,16 @@ class SynthesisNetwork(nn.Module):
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def forward(self, ws, noise_mode="random"):
+    def forward(self, ws, noise_mode="random", fused_modconv=None):
+        """``fused_modconv``: None picks the faster (de)modulation path for the batch (same result)."""
+        if fused_modconv is None:
+            fused_modconv = ws.shape[0] == 1
         x = img = None
         w_idx = 0
         for block in self.blocks():
             # A block's ToRGB shares its w with the next block's first convolution.
-            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + 1), noise_mode=noise_mode)
+            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + 1), noise_mode=noise_mode,
+                           fused_modconv=fused_modconv)
             w_idx += block.num_conv
         return img
 
@@ -371,10 +388,10 @@ class Generator(ModelMixin, ConfigMixin):
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random",
-                update_emas=False):
+                update_emas=False, fused_modconv=None):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
 
 
 class DiscriminatorBlock(nn.Module):

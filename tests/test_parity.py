@@ -44,8 +44,9 @@ def test_state_dict_names_and_shapes_match_reference(tag):
     assert sorted(ours) == sorted(expected)
 
 
+@pytest.mark.parametrize("fused_modconv", [True, False], ids=["fused", "unfused"])
 @pytest.mark.parametrize("tag", ["uncond", "cond3"])
-def test_outputs_match_reference(tag):
+def test_outputs_match_reference(tag, fused_modconv):
     G, D = reference_networks(tag)
     io = load_file(FIXTURES / f"{tag}_io.safetensors")
     c = io["c"] if G.c_dim > 0 else None
@@ -53,8 +54,8 @@ def test_outputs_match_reference(tag):
         outputs = {
             "ws_psi1": G.mapping(io["z"], c, truncation_psi=1.0),
             "ws_psi07": G.mapping(io["z"], c, truncation_psi=0.7),
-            "img_psi1_noise_const": G.synthesis(io["ws_psi1"], noise_mode="const"),
-            "img_psi07_noise_none": G.synthesis(io["ws_psi07"], noise_mode="none"),
+            "img_psi1_noise_const": G.synthesis(io["ws_psi1"], noise_mode="const", fused_modconv=fused_modconv),
+            "img_psi07_noise_none": G.synthesis(io["ws_psi07"], noise_mode="none", fused_modconv=fused_modconv),
             "d_logits_on_img_psi1": D(io["img_psi1_noise_const"], c),
         }
     for name, value in outputs.items():
