@@ -1,0 +1,416 @@
+"""Where training images come from: one of our models, a foreign sampler, an image folder, or a mixture.
+
+Every source yields ``(images, labels)``: float32 images in [-1, 1] shaped [B, C, R, R] and int64 labels
+[B], both on the requested device. Sampling is reproducible for a seeded ``torch.Generator``: the random
+draws (latents, image indices, class counts) come from that generator on its own device (a CPU generator
+gives the same latents on every device), and randomness inside a network (StyleGAN2's per-layer noise)
+runs under the device's global RNG seeded from the generator, restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from .assets import is_example
+from .errors import CocktailError
+from .networks import Generator
+from .union import UnionModel
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
+ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@\S+)?")
+
+
+class Source:
+    """Yields labelled image batches at ``resolution`` with labels in [0, num_classes)."""
+
+    num_classes: int
+    resolution: int
+    channels: int = 3
+
+    def sample(self, batch_size: int, device, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def to(self, device) -> Source:
+        """Move internal models to ``device`` (sampling elsewhere moves them lazily too)."""
+        return self
+
+
+class ModelSource(Source):
+    """One of our generators, frozen: sampled like the paper's sources (ψ = 1 by default, random noise).
+
+    ``label`` is the class the images are labelled with; ``class_index`` is the class a conditional G
+    draws (defaults to ``label``).
+    """
+
+    def __init__(self, G: Generator, label: int = 0, num_classes: int = 1, truncation: float = 1.0,
+                 resolution: int | None = None, class_index: int | None = None):
+        _check_label(label, num_classes)
+        if G.c_dim:
+            class_index = label if class_index is None else class_index
+            if not 0 <= class_index < G.c_dim:
+                raise CocktailError(f"class index {class_index} is out of range for a generator with "
+                                    f"{G.c_dim} classes")
+        elif class_index not in (None, 0):
+            raise CocktailError(f"class index {class_index} given for an unconditional generator")
+        self.G = copy.deepcopy(G).eval().requires_grad_(False)
+        self.label, self.num_classes, self.truncation = label, num_classes, truncation
+        self.class_index = class_index if G.c_dim else None
+        self.resolution = _check_resolution(resolution or G.img_resolution)
+        self.channels = G.img_channels
+
+    def to(self, device) -> ModelSource:
+        self.G.to(device)
+        return self
+
+    @torch.no_grad()
+    def sample(self, batch_size, device, generator=None):
+        device = _canonical(device)
+        if self.G.device != device:
+            self.to(device)
+        z = torch.randn([batch_size, self.G.z_dim], generator=generator, device=_draw_device(generator))
+        z = z.to(device)
+        c = None
+        if self.class_index is not None:
+            c = F.one_hot(torch.full([batch_size], self.class_index, device=device), self.G.c_dim).float()
+        with _network_rng(generator, device):
+            images = self.G(z, c, truncation_psi=self.truncation, noise_mode="random")
+        return resize_images(images, self.resolution, self.channels), _labels(self.label, batch_size, device)
+
+
+class ForeignSource(Source):
+    """Any sampler whose samples we want; only images cross over, resized to our resolution.
+
+    * a TorchScript file, called as ``module(z)`` with z ~ N(0, I) of size ``module.z_dim`` (an integer
+      attribute of the scripted module, or ``z_dim=``);
+    * a ``module:function`` entry point (or a callable), called as
+      ``function(batch_size, generator, device)``.
+
+    Either returns images [B, C, H, W] of any size, float in [-1, 1] or uint8.
+    """
+
+    def __init__(self, path_or_entry: str | Path | Callable, resolution: int, label: int = 0,
+                 num_classes: int = 1, channels: int = 3, z_dim: int | None = None):
+        _check_label(label, num_classes)
+        self.label, self.num_classes = label, num_classes
+        self.resolution, self.channels = _check_resolution(resolution), channels
+        self.module = self.function = None
+        if callable(path_or_entry):
+            self.spec, self.function = getattr(path_or_entry, "__name__", repr(path_or_entry)), path_or_entry
+            return
+        self.spec = str(path_or_entry)
+        if ENTRY_POINT.fullmatch(self.spec) and not Path(self.spec).exists():
+            self.function = _load_entry_point(self.spec)
+            return
+        self.module = _load_torchscript(Path(self.spec).expanduser())
+        self.z_dim = z_dim or getattr(self.module, "z_dim", None)
+        if not isinstance(self.z_dim, int) or self.z_dim < 1:
+            raise CocktailError(f"{self.spec}: the TorchScript sampler needs an integer attribute z_dim "
+                                "(the size of the latent its forward(z) takes), or pass z_dim=")
+        self._device = torch.device("cpu")
+
+    def to(self, device) -> ForeignSource:
+        if self.module is not None:
+            self._device = _canonical(device)
+            self.module.to(self._device)
+        return self
+
+    @torch.no_grad()
+    def sample(self, batch_size, device, generator=None):
+        device = _canonical(device)
+        if self.module is not None:
+            if self._device != device:
+                self.to(device)
+            z = torch.randn([batch_size, self.z_dim], generator=generator, device=_draw_device(generator))
+            with _network_rng(generator, device):
+                images = self.module(z.to(device))
+        else:
+            with _network_rng(generator, device):
+                images = self.function(batch_size, generator, device)
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] != batch_size:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise CocktailError(f"{self.spec}: returned {got}; expected images [{batch_size}, C, H, W]")
+        images = resize_images(images.to(device), self.resolution, self.channels)
+        return images, _labels(self.label, batch_size, device)
+
+
+class ImageFolderSource(Source):
+    """Images under a folder (PNG/JPEG/WebP, recursive), for users who do have data.
+
+    Decoded once and kept in memory as uint8 at our resolution (so no disk reads per step). Labels are
+    ``label`` for every image, or with ``labels_from_subfolders`` one class per immediate subfolder, sorted
+    by name (``class_names``). Batches are drawn uniformly with replacement.
+    """
+
+    def __init__(self, folder: str | Path, resolution: int, label: int = 0, num_classes: int = 1,
+                 labels_from_subfolders: bool = False, channels: int = 3):
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise CocktailError(f"{folder}: no such image folder")
+        self.resolution, self.channels = _check_resolution(resolution), channels
+        if labels_from_subfolders:
+            self.class_names = sorted(p.name for p in folder.iterdir()
+                                      if p.is_dir() and not p.name.startswith("."))
+            if not self.class_names:
+                raise CocktailError(f"{folder}: no class subfolders (labels come from subfolder names)")
+            loose = _image_files(folder, recursive=False)
+            if loose:
+                raise CocktailError(f"{loose[0]}: image outside a class subfolder "
+                                    "(labels come from subfolders)")
+            groups = [(index, _image_files(folder / name)) for index, name in enumerate(self.class_names)]
+            for index, files in groups:
+                if not files:
+                    raise CocktailError(f"{folder / self.class_names[index]}: no images (PNG/JPEG/WebP)")
+            self.num_classes = max(num_classes, len(self.class_names))
+        else:
+            _check_label(label, num_classes)
+            self.class_names, self.num_classes = None, num_classes
+            groups = [(label, _image_files(folder))]
+            if not groups[0][1]:
+                raise CocktailError(f"{folder}: no images (PNG/JPEG/WebP) found")
+        files = [path for _, paths in groups for path in paths]
+        self.labels = torch.tensor([index for index, paths in groups for _ in paths], dtype=torch.int64)
+        self.images = torch.empty([len(files), channels, resolution, resolution], dtype=torch.uint8)
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        try:
+            for i, image in enumerate(pool.map(self._decode, files)):
+                self.images[i] = image
+        finally:
+            pool.shutdown(cancel_futures=True)  # a bad file stops the decoding of the rest
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _decode(self, path: Path) -> torch.Tensor:
+        try:
+            with Image.open(path) as image:
+                image.draft(image.mode, (self.resolution, self.resolution))  # JPEG: decode at reduced size
+                image = ImageOps.exif_transpose(image)
+                grey = image.mode in ("1", "L", "LA", "La", "I", "I;16", "F")
+                array = np.asarray(image.convert("L" if grey else "RGB"))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise CocktailError(f"{path}: cannot read image ({err})") from None
+        pixels = torch.from_numpy(array.copy())
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+        resized = resize_images(pixels[None], self.resolution, self.channels)[0]
+        return ((resized + 1) * 127.5).round().to(torch.uint8)
+
+    def sample(self, batch_size, device, generator=None):
+        index = torch.randint(len(self.images), [batch_size], generator=generator,
+                              device=_draw_device(generator)).cpu()
+        images = self.images[index].to(device).float() / 127.5 - 1
+        return images, self.labels[index].to(device)
+
+
+class MixtureSource(Source):
+    """Several sources in each batch, each keeping its own labels.
+
+    ``weights`` (one per source, e.g. class percentages; equal by default) set the expected share of each
+    source; every batch draws its per-source counts from a multinomial, then shuffles the batch.
+    """
+
+    def __init__(self, sources: Sequence[Source], weights: Sequence[float] | None = None):
+        self.sources = list(sources)
+        if not self.sources:
+            raise CocktailError("a mixture needs at least one source")
+        weights = [1.0] * len(self.sources) if weights is None else list(weights)
+        if len(weights) != len(self.sources):
+            raise CocktailError(f"{len(weights)} mixture weights given for {len(self.sources)} sources")
+        probabilities = torch.tensor(weights, dtype=torch.float64)
+        if not torch.isfinite(probabilities).all() or (probabilities < 0).any() or probabilities.sum() <= 0:
+            raise CocktailError(f"mixture weights must be non-negative with a positive sum, got {weights}")
+        self.probabilities = probabilities / probabilities.sum()
+        shapes = {(s.resolution, s.channels) for s in self.sources}
+        if len(shapes) > 1:
+            raise CocktailError(f"mixture sources disagree on (resolution, channels): {sorted(shapes)}")
+        self.resolution, self.channels = shapes.pop()
+        self.num_classes = max(s.num_classes for s in self.sources)
+
+    def to(self, device) -> MixtureSource:
+        for source in self.sources:
+            source.to(device)
+        return self
+
+    def sample(self, batch_size, device, generator=None):
+        draw_device = _draw_device(generator)
+        picks = torch.multinomial(self.probabilities.to(draw_device), batch_size, replacement=True,
+                                  generator=generator)
+        counts = torch.bincount(picks, minlength=len(self.sources)).tolist()
+        parts = [source.sample(count, device, generator)
+                 for source, count in zip(self.sources, counts, strict=True) if count]
+        order = torch.randperm(batch_size, generator=generator, device=draw_device).to(device)
+        images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return images[order], labels[order]
+
+
+def resize_images(images: torch.Tensor, resolution: int, channels: int = 3) -> torch.Tensor:
+    """Images [B, C, H, W] (uint8, or float in [-1, 1]) → float32 [B, channels, R, R] in [-1, 1].
+
+    Non-square images are centre-cropped. Down: box average for integer factors, antialiased bilinear
+    otherwise; up: bilinear. Channels: alpha (C = 2 or 4) is dropped, grey is repeated to RGB, RGB to
+    grey is luma (ITU-R 601).
+    """
+    if images.ndim != 4 or images.shape[1] not in (1, 2, 3, 4) or channels not in (1, 3):
+        raise CocktailError(f"expected images [B, C, H, W] with C in 1..4 (to {channels} channels), "
+                            f"got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 127.5 - 1
+    elif images.is_floating_point():
+        images = images.float()
+    else:
+        raise CocktailError(f"expected uint8 or float images, got {images.dtype}")
+    if images.shape[1] in (2, 4):
+        images = images[:, :-1]
+    height, width = images.shape[-2:]
+    size = min(height, width)
+    top, left = (height - size) // 2, (width - size) // 2
+    images = images[:, :, top:top + size, left:left + size]
+    if size > resolution and size % resolution == 0:
+        images = F.avg_pool2d(images, size // resolution)
+    elif size != resolution:
+        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                               antialias=size > resolution)
+    if images.shape[1] != channels:
+        if channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        else:
+            luma = images.new_tensor([0.299, 0.587, 0.114])
+            images = torch.tensordot(images, luma, dims=([1], [0]))[:, None]
+    return images.clamp(-1, 1).contiguous()
+
+
+def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: int = 1, device="cpu",
+                truncation: float = 1.0) -> Source:
+    """A source from a string, on ``device``.
+
+    * a model folder, ``example:<name>`` or Hub id ``org/name[@revision]`` (a multi-class model needs
+      ``#<class>`` to pick the class it draws);
+    * a ``.pt`` / ``.ts`` TorchScript file or a ``module:function`` entry point (see ``ForeignSource``);
+    * a folder of images (every image labelled ``label``).
+    """
+    spec = str(spec)
+    base, _, class_label = spec.partition("#")
+    if Path(spec).expanduser().exists():  # a file or folder whose name has a '#'
+        base, class_label = spec, ""
+    path = Path(base).expanduser()
+    if is_example(base) or (path.is_dir() and (path / "generator").is_dir()):
+        source = _model_source(base, class_label, resolution, label, num_classes, truncation)
+    elif class_label:
+        raise CocktailError(f"{spec}: '#<class>' only applies to model folders and Hub ids")
+    elif path.is_dir():
+        source = ImageFolderSource(path, resolution, label=label, num_classes=num_classes)
+    elif path.is_file():
+        if path.suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+            hint = "; convert it first with scripts/convert.py" if path.suffix == ".pkl" else ""
+            raise CocktailError(f"{path}: not a source (expected a model folder, a .pt/.ts TorchScript file, "
+                                f"a module:function entry point or an image folder){hint}")
+        source = ForeignSource(path, resolution, label=label, num_classes=num_classes)
+    elif ENTRY_POINT.fullmatch(base):
+        source = ForeignSource(base, resolution, label=label, num_classes=num_classes)
+    elif HUB_ID.fullmatch(base) and Path(base.split("@")[0]).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+        source = _model_source(base, class_label, resolution, label, num_classes, truncation)
+    else:
+        raise CocktailError(f"{base}: no such file or folder")
+    return source.to(device)
+
+
+def _model_source(spec, class_label, resolution, label, num_classes, truncation) -> ModelSource:
+    model = UnionModel.from_pretrained(spec, load_discriminator=False)
+    if not class_label and model.num_classes > 1:
+        raise CocktailError(f"{spec} has {model.num_classes} classes ({', '.join(model.class_names)}); "
+                            f"pick one with '{spec}#<class>'")
+    class_index = model.class_index(class_label) if class_label else 0
+    return ModelSource(model.generator, label=label, num_classes=num_classes, truncation=truncation,
+                       resolution=resolution, class_index=class_index)
+
+
+def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """TorchScript is a serialized program run by torch's interpreter, not pickled Python."""
+    if not path.is_file():
+        raise CocktailError(f"{path}: no such TorchScript file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as err:
+        reason = str(err).strip().split(". ")[0].splitlines()[0]
+        raise CocktailError(f"{path}: not a TorchScript file ({reason})") from None
+    return module.eval()
+
+
+def _load_entry_point(spec: str) -> Callable:
+    """``module:function`` → the function: imports code the user named, never code from a download."""
+    module_name, _, function_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise CocktailError(f"{spec}: cannot import module {module_name!r} ({err})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise CocktailError(f"{spec}: module {module_name!r} has no function {function_name!r}")
+    return function
+
+
+def _image_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder``, sorted, skipping hidden files and folders."""
+    paths = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+@contextlib.contextmanager
+def _network_rng(generator: torch.Generator | None, device: torch.device):
+    """Seed ``device``'s global RNG (networks draw noise from it) from ``generator``; restore it after."""
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(2**62, [], generator=generator, device=generator.device))
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[], device_type="cpu"):
+            torch.random.default_generator.manual_seed(seed)
+            yield
+    else:
+        backend = torch.get_device_module(device.type)
+        with torch.random.fork_rng(devices=[device.index], device_type=device.type):
+            with backend.device(device.index):
+                backend.manual_seed(seed)
+            yield
+
+
+def _canonical(device) -> torch.device:
+    """``"cuda"`` → ``cuda:<current>``, so it compares equal to where tensors actually live."""
+    return torch.empty(0, device=device).device
+
+
+def _draw_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _labels(label: int, batch_size: int, device) -> torch.Tensor:
+    return torch.full([batch_size], label, dtype=torch.int64, device=device)
+
+
+def _check_label(label: int, num_classes: int) -> None:
+    if not 0 <= label < num_classes:
+        raise CocktailError(f"label {label} is out of range for {num_classes} class(es)")
+
+
+def _check_resolution(resolution) -> int:
+    if not isinstance(resolution, int) or resolution < 1:
+        raise CocktailError(f"resolution must be a positive integer, got {resolution!r}")
+    return resolution

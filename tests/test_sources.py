@@ -1,0 +1,320 @@
+"""Sources: shapes, range, labels and device of every kind; reproducibility per seed; clear errors."""
+
+import textwrap
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cocktail.errors import CocktailError
+from cocktail.sources import (
+    ForeignSource,
+    ImageFolderSource,
+    MixtureSource,
+    ModelSource,
+    load_source,
+    resize_images,
+)
+from cocktail.union import UnionModel, make_conditional
+
+
+def seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_batch(images, labels, batch, resolution, label=None, channels=3):
+    assert images.shape == (batch, channels, resolution, resolution) and images.dtype == torch.float32
+    assert images.device.type == "cpu" and labels.device.type == "cpu"
+    assert images.min() >= -1 and images.max() <= 1
+    assert labels.shape == (batch,) and labels.dtype == torch.int64
+    if label is not None:
+        assert (labels == label).all()
+
+
+def without_noise(G):
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.zero_()
+    return G
+
+
+def with_class_embeddings(G):
+    """Give the zero-initialised class columns of a converted G values, so classes draw differently."""
+    with torch.no_grad():
+        G.mapping.fc0.weight[:, G.z_dim:].normal_(generator=seeded(5))
+    return G
+
+
+# -- ModelSource -----------------------------------------------------------------------------------
+
+
+def test_model_source_draws_what_g_draws_for_the_same_latents(tiny_networks):
+    G = without_noise(tiny_networks[0])
+    source = ModelSource(G, label=2, num_classes=3, truncation=0.7)
+    images, labels = source.sample(6, "cpu", seeded(4))
+    assert_batch(images, labels, 6, 32, label=2)
+    z = torch.randn([6, G.z_dim], generator=seeded(4))  # the source's first draw is z
+    with torch.no_grad():
+        expected = G(z, truncation_psi=0.7, noise_mode="none").clamp(-1, 1)
+    assert torch.equal(images, expected)
+    assert not torch.equal(images, ModelSource(G, label=2, num_classes=3).sample(6, "cpu", seeded(4))[0])
+
+
+def test_model_source_is_frozen_reproducible_and_leaves_the_global_rng_alone(tiny_networks):
+    G = tiny_networks[0]  # random per-layer noise is on
+    source = ModelSource(G)
+    assert source.G is not G and not source.G.training
+    assert not any(p.requires_grad for p in source.G.parameters())
+    state = torch.get_rng_state()
+    first, _ = source.sample(4, "cpu", seeded(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not first.requires_grad
+    assert torch.equal(first, source.sample(4, "cpu", seeded(1))[0])
+    assert not torch.equal(first, source.sample(4, "cpu", seeded(2))[0])
+    with torch.no_grad():
+        G.mapping.w_avg.add_(1.0)  # the source keeps its own copy
+    assert torch.equal(first, source.sample(4, "cpu", seeded(1))[0])
+
+
+def test_model_source_of_a_conditional_g_draws_its_class_and_resizes(tiny_networks):
+    G3, _ = make_conditional(without_noise(tiny_networks[0]), None, 3)
+    G3 = with_class_embeddings(G3)
+    z = torch.randn([4, G3.z_dim], generator=seeded(0))
+    with torch.no_grad():
+        per_class = [G3(z, F.one_hot(torch.full([4], k), 3).float(), noise_mode="none") for k in range(3)]
+    drawn, labels = ModelSource(G3, label=0, num_classes=2, class_index=2).sample(4, "cpu", seeded(0))
+    assert torch.equal(drawn, per_class[2].clamp(-1, 1)) and (labels == 0).all()
+    default, labels = ModelSource(G3, label=1, num_classes=3).sample(4, "cpu", seeded(0))
+    assert torch.equal(default, per_class[1].clamp(-1, 1)) and (labels == 1).all()
+    small, labels = ModelSource(G3, label=1, num_classes=3, resolution=16).sample(4, "cpu", seeded(0))
+    assert_batch(small, labels, 4, 16, label=1)
+    assert torch.allclose(small, F.avg_pool2d(per_class[1], 2).clamp(-1, 1), atol=1e-6)
+
+
+def test_model_source_rejects_bad_labels_and_classes(tiny_networks):
+    G = tiny_networks[0]
+    with pytest.raises(CocktailError, match="label 3 is out of range for 3"):
+        ModelSource(G, label=3, num_classes=3)
+    with pytest.raises(CocktailError, match="unconditional"):
+        ModelSource(G, class_index=1)
+    G2, _ = make_conditional(G, None, 2)
+    with pytest.raises(CocktailError, match="class index 2 is out of range"):
+        ModelSource(G2, class_index=2)
+
+
+# -- resize_images ---------------------------------------------------------------------------------
+
+
+def test_resize_images_down_up_dtypes_channels_and_crop():
+    gen = seeded(0)
+    pixels = torch.randint(0, 256, [2, 3, 64, 64], dtype=torch.uint8, generator=gen)
+    as_float = pixels.float() / 127.5 - 1
+    down = resize_images(pixels, 32)
+    assert torch.allclose(down, F.avg_pool2d(as_float, 2), atol=1e-6)
+    assert torch.allclose(down, resize_images(as_float, 32))
+    assert torch.equal(resize_images(pixels, 64), as_float)
+    odd = resize_images(as_float, 24)  # non-integer factor: antialiased, stays in range and near the mean
+    assert odd.shape == (2, 3, 24, 24) and abs(odd.mean() - as_float.mean()) < 0.02
+    ramp = torch.linspace(-1, 1, 16).expand(1, 3, 16, 16)
+    up = resize_images(ramp, 32)
+    assert up.shape == (1, 3, 32, 32) and len(up[0, 0, 0].unique()) == 32  # bilinear, not blocky
+    grey = resize_images(pixels[:, :1], 32)
+    assert grey.shape == (2, 3, 32, 32) and torch.equal(grey[:, 0], grey[:, 2])
+    rgba = torch.cat([pixels, torch.zeros_like(pixels[:, :1])], 1)
+    assert torch.equal(resize_images(rgba, 32), down)
+    assert resize_images(pixels, 32, channels=1).shape == (2, 1, 32, 32)
+    centre = as_float[:1, :, :32, :32]
+    wide = torch.cat([torch.full([1, 3, 32, 16], -1.0), centre, torch.ones(1, 3, 32, 16)], 3)
+    assert torch.equal(resize_images(wide, 32), centre)
+    assert resize_images(torch.full([1, 3, 8, 8], 3.0), 8).max() == 1
+    with pytest.raises(CocktailError, match="expected images"):
+        resize_images(torch.zeros(3, 8, 8), 8)
+    with pytest.raises(CocktailError, match="uint8 or float"):
+        resize_images(torch.zeros(1, 3, 8, 8, dtype=torch.int32), 8)
+
+
+# -- ForeignSource ---------------------------------------------------------------------------------
+
+
+class ForeignSampler(torch.nn.Module):
+    """A differently built 64 px sampler: a linear map of z, squashed."""
+
+    def __init__(self):
+        super().__init__()
+        self.z_dim = 8
+        self.fc = torch.nn.Linear(8, 3 * 64 * 64)
+
+    def forward(self, z):
+        return torch.tanh(self.fc(z)).view(-1, 3, 64, 64)
+
+
+@pytest.fixture
+def torchscript_file(tmp_path):
+    torch.manual_seed(0)
+    module = ForeignSampler()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(tmp_path / "sampler.ts"))
+    return tmp_path / "sampler.ts", module
+
+
+def test_foreign_torchscript_at_64_px_is_resized_to_32(torchscript_file):
+    path, module = torchscript_file
+    source = load_source(str(path), 32, label=1, num_classes=2)
+    assert isinstance(source, ForeignSource)
+    images, labels = source.sample(5, "cpu", seeded(3))
+    assert_batch(images, labels, 5, 32, label=1)
+    with torch.no_grad():
+        expected = F.avg_pool2d(module(torch.randn([5, 8], generator=seeded(3))), 2)
+    assert torch.allclose(images, expected, atol=1e-6)
+    assert torch.equal(images, source.sample(5, "cpu", seeded(3))[0])
+    assert not torch.equal(images, source.sample(5, "cpu", seeded(4))[0])
+
+
+def test_foreign_entry_point_from_a_user_module(tmp_path, monkeypatch):
+    (tmp_path / "user_sampler.py").write_text(textwrap.dedent("""
+        import torch
+
+        def sample(batch_size, generator, device):
+            pixels = torch.randint(0, 256, [batch_size, 3, 48, 48], dtype=torch.uint8, generator=generator)
+            return pixels.to(device)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = load_source("user_sampler:sample", 32, label=2, num_classes=3)
+    images, labels = source.sample(4, "cpu", seeded(0))
+    assert_batch(images, labels, 4, 32, label=2)
+    assert torch.equal(images, source.sample(4, "cpu", seeded(0))[0])
+    assert not torch.equal(images, source.sample(4, "cpu", seeded(1))[0])
+
+
+def test_foreign_source_rejects_malformed_output():
+    source = ForeignSource(lambda batch_size, generator, device: torch.zeros(batch_size, 64, 64), 32)
+    with pytest.raises(CocktailError, match=r"returned \(2, 64, 64\); expected images \[2, C, H, W\]"):
+        source.sample(2, "cpu")
+
+
+# -- ImageFolderSource -----------------------------------------------------------------------------
+
+
+def save(path, color, size=(40, 40), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color).save(path)
+
+
+def test_image_folder_with_subfolders_labels_images_by_sorted_folder_name(tmp_path):
+    save(tmp_path / "dogs" / "a.png", (0, 0, 255))
+    save(tmp_path / "dogs" / "deep" / "b.jpg", (0, 0, 255), size=(64, 48))
+    save(tmp_path / "cats" / "c.webp", (255, 0, 0), size=(20, 20))
+    save(tmp_path / "cats" / "d.png", (255, 0, 0, 0), mode="RGBA")
+    save(tmp_path / "cats" / ".hidden.png", (0, 255, 0))  # skipped
+    (tmp_path / "cats" / "notes.txt").write_text("not an image")  # skipped
+    source = ImageFolderSource(tmp_path, 16, labels_from_subfolders=True)
+    assert source.class_names == ["cats", "dogs"] and source.num_classes == 2 and len(source) == 4
+    images, labels = source.sample(64, "cpu", seeded(0))
+    assert_batch(images, labels, 64, 16)
+    assert set(labels.tolist()) == {0, 1}
+    red, blue = images[:, 0].mean((1, 2)), images[:, 2].mean((1, 2))
+    assert ((red > 0.9) == (labels == 0)).all() and ((blue > 0.9) == (labels == 1)).all()
+    assert torch.equal(images, source.sample(64, "cpu", seeded(0))[0])
+    assert not torch.equal(labels, source.sample(64, "cpu", seeded(1))[1])
+
+
+def test_image_folder_with_a_fixed_label_and_grey_images(tmp_path):
+    save(tmp_path / "x" / "grey.png", 255, mode="L")
+    save(tmp_path / "y.png", (0, 0, 0))
+    source = load_source(str(tmp_path), 8, label=1, num_classes=2)
+    assert isinstance(source, ImageFolderSource) and source.class_names is None
+    images, labels = source.sample(32, "cpu", seeded(0))
+    assert_batch(images, labels, 32, 8, label=1)
+    assert set(images.mean((1, 2, 3)).tolist()) == {-1.0, 1.0}  # exact: uint8 storage round-trips
+
+
+# -- MixtureSource ---------------------------------------------------------------------------------
+
+
+def constant_source(label, num_classes=3):
+    """A cheap source whose pixel value tells which source an image came from."""
+    value = label / num_classes
+    return ForeignSource(lambda batch_size, generator, device: torch.full([batch_size, 3, 8, 8], value),
+                         8, label=label, num_classes=num_classes)
+
+
+def test_mixture_keeps_labels_and_holds_class_percentages():
+    mixture = MixtureSource([constant_source(k) for k in range(3)], weights=[20, 30, 50])
+    assert mixture.num_classes == 3 and mixture.resolution == 8
+    labels = torch.cat([mixture.sample(100, "cpu", seeded(i))[1] for i in range(10)])
+    shares = torch.bincount(labels, minlength=3).float() / len(labels)
+    assert torch.allclose(shares, torch.tensor([0.2, 0.3, 0.5]), atol=0.05)  # ~3 standard deviations
+    images, labels = mixture.sample(50, "cpu", seeded(7))
+    assert_batch(images, labels, 50, 8)
+    assert torch.equal(images[:, 0, 0, 0], labels / 3)  # each image kept its own source's label
+    assert not torch.equal(labels, labels.sort().values)  # shuffled, not grouped by source
+    again, labels_again = mixture.sample(50, "cpu", seeded(7))
+    assert torch.equal(again, images) and torch.equal(labels_again, labels)
+    assert (MixtureSource([constant_source(0), constant_source(1)], [0, 1]).sample(20, "cpu")[1] == 1).all()
+
+
+def test_mixture_checks_weights_and_shapes():
+    with pytest.raises(CocktailError, match="2 mixture weights given for 3 sources"):
+        MixtureSource([constant_source(k) for k in range(3)], [1, 1])
+    with pytest.raises(CocktailError, match="non-negative"):
+        MixtureSource([constant_source(0)], [-1])
+    with pytest.raises(CocktailError, match="disagree"):
+        MixtureSource([constant_source(0), ForeignSource(lambda *_: None, 16)])
+
+
+# -- load_source: models and errors ----------------------------------------------------------------
+
+
+def test_load_source_from_a_model_folder_picks_a_class(tiny_networks, tmp_path):
+    G3, D3 = make_conditional(tiny_networks[0], tiny_networks[1], 2)
+    G3 = with_class_embeddings(G3)
+    UnionModel(G3, D3, ["cat", "dog"]).save_pretrained(tmp_path / "m", write_card=False)
+    source = load_source(f"{tmp_path / 'm'}#dog", 32, label=0, num_classes=2, truncation=0.5)
+    assert isinstance(source, ModelSource) and source.class_index == 1 and source.truncation == 0.5
+    images, labels = source.sample(3, "cpu", seeded(9))
+    assert_batch(images, labels, 3, 32, label=0)
+    direct = ModelSource(G3, label=0, num_classes=2, truncation=0.5, class_index=1)
+    assert torch.equal(images, direct.sample(3, "cpu", seeded(9))[0])
+    with pytest.raises(CocktailError, match=r"has 2 classes \(cat, dog\); pick one with"):
+        load_source(str(tmp_path / "m"), 32)
+    with pytest.raises(CocktailError, match="unknown class 'cow'"):
+        load_source(f"{tmp_path / 'm'}#cow", 32)
+
+
+def test_bad_specs_give_clear_errors(tmp_path, torchscript_file, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    save(tmp_path / "broken" / "ok.png", (1, 2, 3))
+    (tmp_path / "broken" / "bad.png").write_bytes(b"not a png at all")
+    (tmp_path / "notes.txt").write_text("hello")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "state.pt")
+    (tmp_path / "no_function.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = {
+        str(tmp_path / "missing"): "missing: no such file or folder",
+        str(tmp_path / "empty"): r"empty: no images \(PNG/JPEG/WebP\) found",
+        str(tmp_path / "broken"): r"bad.png: cannot read image",
+        str(tmp_path / "notes.txt"): "notes.txt: not a source",
+        str(tmp_path / "state.pt"): "state.pt: not a TorchScript file",
+        "no_such_module_xyz:sample": "cannot import module 'no_such_module_xyz'",
+        "no_function:sample": "module 'no_function' has no function 'sample'",
+        f"{tmp_path / 'empty'}#cat": "only applies to model folders",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(CocktailError, match=message):
+            load_source(spec, 32)
+    with pytest.raises(CocktailError, match="label 2 is out of range"):
+        load_source(str(torchscript_file[0]), 32, label=2, num_classes=2)
+    with pytest.raises(CocktailError, match="no class subfolders"):
+        ImageFolderSource(tmp_path / "empty", 32, labels_from_subfolders=True)
+    save(tmp_path / "mixed" / "cats" / "a.png", (1, 2, 3))
+    save(tmp_path / "mixed" / "loose.png", (1, 2, 3))
+    with pytest.raises(CocktailError, match="loose.png: image outside a class subfolder"):
+        ImageFolderSource(tmp_path / "mixed", 32, labels_from_subfolders=True)
+    (tmp_path / "mixed" / "loose.png").unlink()
+    (tmp_path / "mixed" / "dogs").mkdir()
+    with pytest.raises(CocktailError, match=r"dogs: no images \(PNG/JPEG/WebP\)"):
+        ImageFolderSource(tmp_path / "mixed", 32, labels_from_subfolders=True)
