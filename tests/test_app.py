@@ -1,0 +1,270 @@
+"""The demo through its HTTP API (gradio_client against a launched app): every endpoint, bad inputs too."""
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from gradio_client import Client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from test_editing import tiny_union  # noqa: E402
+
+from cocktail import editing  # noqa: E402
+from cocktail.assets import DEFAULT_UNION  # noqa: E402
+from cocktail.errors import CocktailError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# gradio's queue statistics use a pandas option that pandas 3 deprecates, and huggingface_hub 2.4's LFS
+# upload trips a deprecation warning in its HTTP client: not ours to fix.
+pytestmark = [pytest.mark.filterwarnings("ignore::Warning:gradio.queueing"),
+              pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")]
+
+
+def load_app(name="app"):
+    """Import the repo's app.py as a fresh module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_process(args, cwd, env, downloads, timeout=90):
+    """``python app.py ARGS`` in a subprocess → (client, output()) once it answers; stopped afterwards."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "GRADIO_ANALYTICS_ENABLED": "False",
+           **env}
+    process = subprocess.Popen([sys.executable, "app.py", *args, "--port", str(port)], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
+                                download_files=str(downloads))
+                break
+            except Exception:  # not listening yet
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    raise AssertionError(f"app.py did not start:\n{process.communicate()[0]}") from None
+                time.sleep(0.5)
+        yield client, lambda: "".join(output)
+    finally:
+        process.terminate()
+        output.append(process.communicate(timeout=30)[0])
+
+
+@pytest.fixture(scope="module")
+def app():
+    return load_app()
+
+
+@pytest.fixture(scope="module")
+def served(app, tmp_path_factory):
+    """A tiny 3-class union whose provenance names one loadable source and one missing one, served locally."""
+    folder = tmp_path_factory.mktemp("models")
+    source = tiny_union(("cat",), seed=7)
+    source.save_pretrained(folder / "cat", write_card=False)
+    model = tiny_union(provenance={
+        "method": "cocktail", "metrics": {"fid_union": 12.5},
+        "sources": [{"name": "cat", "spec": str(folder / "cat")}, {"name": "dog", "spec": "example:gone"}],
+    })
+    demo = app.build_demo(model, model_card="# Tiny union card", samples=model.sample_grid(seeds_per_class=2))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
+                    download_files=str(tmp_path_factory.mktemp("downloads")))
+    yield types.SimpleNamespace(model=model, source=source, demo=demo, client=client, port=port)
+    demo.close()
+
+
+def pixels(paths_or_images):
+    return np.stack([np.asarray(Image.open(p) if isinstance(p, str | Path) else p, dtype=np.int16)
+                     for p in paths_or_images])
+
+
+def assert_same_images(a, b):
+    assert np.abs(pixels(a) - pixels(b)).max() <= 1
+
+
+def test_api_has_one_named_endpoint_per_feature(served):
+    endpoints = served.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/generate", "/random_seeds", "/style_mix", "/interpolate", "/directions",
+                              "/compare"}
+
+
+def test_queue_is_bounded_and_no_extra_paths_are_served(served):
+    assert served.demo._queue.max_size == 32
+    assert served.demo.allowed_paths == []
+
+
+def test_generate_returns_reproducible_seeds_with_captions(served):
+    items = served.client.predict("dog", "3", 4, 0.7, api_name="/generate")  # one seed + count: 3..6
+    assert [i["caption"] for i in items] == [f"dog · seed {s} · ψ 0.7" for s in range(3, 7)]
+    assert_same_images([i["image"] for i in items], served.model.sample("dog", range(3, 7), truncation=0.7))
+    items = served.client.predict("car", "1,5,9", 16, 1.0, api_name="/generate")  # a list wins over count
+    assert [i["caption"] for i in items] == [f"car · seed {s} · ψ 1" for s in (1, 5, 9)]
+
+
+def test_random_seeds_gives_count_valid_seeds(served):
+    text = served.client.predict(5, api_name="/random_seeds")
+    seeds = editing.parse_seeds(text)
+    assert len(seeds) == 5 and seeds == list(range(seeds[0], seeds[0] + 5))
+    assert len(served.client.predict("cat", text, 5, 0.5, api_name="/generate")) == 5
+
+
+def test_style_mix_returns_both_parents_and_the_mix(served):
+    items = served.client.predict("cat", 1, "car", 2, 3, 0.8, api_name="/style_mix")
+    assert [i["caption"] for i in items] == ["coarse: cat · seed 1", "fine: car · seed 2",
+                                             "mix at layer 3 · ψ 0.8"]
+    expected = editing.style_mix(served.model, ("cat", 1), ("car", 2), 3, 0.8)
+    assert_same_images([i["image"] for i in items], expected)
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_interpolate_returns_frames_and_an_animation(served, fmt):
+    frames, animation = served.client.predict("cat", 4, "dog", 4, 6, 0.7, fmt, api_name="/interpolate")
+    assert [f["caption"] for f in frames] == ["0.00", "0.20", "0.40", "0.60", "0.80", "1.00"]
+    assert_same_images([frames[0]["image"], frames[-1]["image"]],
+                       served.model.sample("cat", [4], 0.7) + served.model.sample("dog", [4], 0.7))
+    with Image.open(animation) as image:
+        assert image.format == fmt.upper() and image.is_animated and image.n_frames == 10
+
+
+def test_directions_edit_any_class_and_strength_zero_is_the_sample(served):
+    items = served.client.predict(2, 0.0, "car", "0-2", 0.7, api_name="/directions")
+    assert [i["caption"] for i in items] == [f"car · seed {s} · PC2 +0σ" for s in range(3)]
+    assert_same_images([i["image"] for i in items], served.model.sample("car", range(3), 0.7))
+    edited = served.client.predict(0, -3.0, "dog", "0-2", 0.7, api_name="/directions")
+    unedited = served.model.sample("dog", range(3), 0.7)
+    assert np.abs(pixels([i["image"] for i in edited]) - pixels(unedited)).mean() > 1
+
+
+def test_compare_shows_union_and_available_sources_and_notes_the_rest(served):
+    items, note = served.client.predict(11, 0.8, api_name="/compare")
+    assert [i["caption"] for i in items] == ["union · cat · seed 11", "source cat · seed 11",
+                                             "union · dog · seed 11"]
+    assert_same_images([items[1]["image"]], served.source.sample(0, [11], 0.8))
+    assert "dog" in note and "example:gone" in note
+
+
+BAD_INPUTS = [
+    ("/generate", ("dog", "x", 4, 0.7), "not a seed"),
+    ("/generate", ("dog", "0-99", 4, 0.7), "more than 16"),
+    ("/generate", ("dog", "", 4, 0.7), "at least one seed"),
+    ("/generate", ("dog", "2147483647", 2, 0.7), "larger than the largest seed"),
+    ("/generate", ("dog", "1", 17, 0.7), "17"),
+    ("/generate", ("dog", "1", 4, 1.6), "1.6"),
+    ("/generate", ("dog", "1", 4, -0.1), "-0.1"),
+    ("/generate", ("horse", "1", 4, 0.7), "horse"),
+    ("/random_seeds", (0,), "0"),
+    ("/style_mix", ("cat", -1, "car", 2, 3, 0.7), "-1"),
+    ("/style_mix", ("cat", 1, "car", 2**31, 3, 0.7), "2147483648"),
+    ("/style_mix", ("cat", 1, "car", 2, 0, 0.7), "0"),
+    ("/style_mix", ("cat", 1, "car", 2, 8, 0.7), "8"),
+    ("/interpolate", ("cat", 1, "dog", 2, 17, 0.7, "gif"), "17"),
+    ("/interpolate", ("cat", 1, "dog", 2, 1, 0.7, "gif"), "1"),
+    ("/interpolate", ("cat", 1, "dog", 2, 4, 0.7, "png"), "png"),
+    ("/directions", (10, 1.0, "cat", "0-3", 0.7), "10"),
+    ("/directions", (0, 11.0, "cat", "0-3", 0.7), "11"),
+    ("/directions", (0, 1.0, "cat", "0-16", 0.7), "more than 16"),
+    ("/compare", (-5, 0.7), "-5"),
+    ("/compare", (1, 2.0), "2"),
+]
+
+
+@pytest.mark.parametrize("api_name, args, fragment", BAD_INPUTS)
+def test_bad_inputs_get_a_readable_error(served, api_name, args, fragment):
+    with pytest.raises(AppError) as info:
+        served.client.predict(*args, api_name=api_name)
+    message = str(info.value)
+    assert fragment in message and "Traceback" not in message and len(message) < 300
+
+
+def test_model_info_is_in_the_page(served):
+    config = httpx.get(f"http://127.0.0.1:{served.port}/config").text
+    for text in ("Tiny union card", "samples, one row per", "fid_union", "12.5", "cocktail", "example:gone"):
+        assert text in config
+
+
+def test_generation_is_wrapped_for_zerogpu_when_spaces_is_installed(monkeypatch):
+    wrapped = []
+    fake_spaces = types.ModuleType("spaces")
+    fake_spaces.GPU = lambda fn: wrapped.append(fn.__name__) or fn
+    monkeypatch.setitem(sys.modules, "spaces", fake_spaces)
+    zero_app = load_app("app_on_zerogpu")
+    zero_app.build_demo(tiny_union())
+    assert sorted(wrapped) == ["compare", "directions", "generate", "interpolate", "style_mix"]
+
+
+def test_load_model_reads_a_folder_with_its_card_and_samples(app, tmp_path, capsys):
+    model = tiny_union(("a", "b"))
+    model.save_pretrained(tmp_path / "m", write_card=False)
+    (tmp_path / "m" / "README.md").write_text("---\nlicense: apache-2.0\ntags: [gan]\n---\n# card of m\n")
+    model.sample_grid(seeds_per_class=2).save(tmp_path / "m" / "samples.png")
+    loaded, card, samples = app.load_model(str(tmp_path / "m"), "cpu")
+    assert loaded.class_names == ["a", "b"] and card == "# card of m\n"  # front matter is for the Hub only
+    assert samples.size == model.sample_grid(seeds_per_class=2).size
+
+    with pytest.raises(CocktailError, match="no such file or folder"):
+        app.load_model(str(tmp_path / "missing" / "folder"), "cpu")
+    assert "downloading" not in capsys.readouterr().out
+
+    assert app.default_model() == DEFAULT_UNION  # no default_model.txt outside a deployed Space
+    default, _, _ = app.load_model(app.default_model(), "cpu")  # the shipped example union, offline
+    assert default.num_classes >= 2
+
+
+def test_python_app_py_serves_a_hub_model_and_compares_with_its_hub_sources(tmp_path):
+    """`python app.py --model org/name@commit` against the local test Hub, sources fetched from it too."""
+    from hub_server import DEFAULT_TOKEN, HubServer
+    from huggingface_hub import HfApi
+
+    with HubServer(tmp_path / "hub") as hub:
+        api = HfApi(endpoint=hub.url, token=DEFAULT_TOKEN)
+        source = tiny_union(("cat",), seed=7)
+        source.save_pretrained(tmp_path / "cat", write_card=False)
+        api.create_repo("tester/cat")
+        api.upload_folder(folder_path=tmp_path / "cat", repo_id="tester/cat")
+        union = tiny_union(provenance={"sources": [{"name": "cat", "spec": "tester/cat"},
+                                                   {"name": "dog", "spec": "tester/missing"}]})
+        union.save_pretrained(tmp_path / "union", write_card=False)
+        (tmp_path / "union" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Union from the Hub\n")
+        api.create_repo("tester/union")
+        commit = api.upload_folder(folder_path=tmp_path / "union", repo_id="tester/union").oid
+        api.upload_file(path_or_fileobj=b"newer", path_in_repo="later.txt", repo_id="tester/union")
+
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": DEFAULT_TOKEN, "HF_HOME": str(tmp_path / "hf_home"),
+               "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0"}
+        spec = f"tester/union@{commit}"
+        with app_process(["--model", spec], ROOT, env, tmp_path / "downloads") as (client, output):
+            items = client.predict("dog", "0-1", 2, 0.7, api_name="/generate")
+            assert_same_images([i["image"] for i in items], union.sample("dog", [0, 1], 0.7))
+            items, note = client.predict(3, 0.7, api_name="/compare")
+            assert [i["caption"] for i in items] == ["union · cat · seed 3", "source cat · seed 3",
+                                                     "union · dog · seed 3"]
+            assert_same_images([items[1]["image"]], source.sample(0, [3], 0.7))
+            assert "tester/missing" in note
+            config = httpx.get(client.src.rstrip("/") + "/config").text
+            assert "Union from the Hub" in config and "license: apache" not in config
+        assert f"downloading {spec}" in output() and f"serving {spec}" in output()
+        assert DEFAULT_TOKEN not in output()
