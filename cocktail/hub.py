@@ -107,7 +107,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise CocktailError(f"{text}: not a valid Hub model id ({_first_line(err)})") from None
+        raise CocktailError(f"{text}: no such file or folder, and not a valid Hub model id "
+                            f"({_first_line(err)})") from None
     return repo_id, revision or None
 
 

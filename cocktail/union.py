@@ -24,7 +24,7 @@ import torch
 from .assets import example_path, is_example
 from .errors import CocktailError
 from .images import image_grid, to_pil
-from .networks import Discriminator, Generator
+from .networks import Discriminator, Generator, normalize_2nd_moment
 
 FORMAT_NAME = "gan-cocktail"
 FORMAT_VERSION = 1
@@ -201,46 +201,57 @@ def _load_network(network_cls, folder: Path, subfolder: str, torch_dtype):
 def make_conditional(generator: Generator, discriminator: Discriminator | None, num_classes: int, seed: int = 0):
     """Turn unconditional (c_dim=0) networks into ``num_classes``-class ones that draw the same images.
 
-    Generator: the new class embedding feeds zero-initialised input columns of the first mapping
-    layer (the z columns rescaled for the larger fan-in), so w and the image are unchanged for every
-    class while gradients still reach the new columns.
-    Discriminator: the projection head starts as the old logit times a constant class map
-    (last mapping layer zero weight, bias giving 1/sqrt(cmap_dim)), so logits are unchanged too.
+    Generator: the class embedding starts class-independent (zero weight, random bias), and the first
+    mapping layer's bias cancels the constant it adds, so w and the image are unchanged for every class.
+    Unlike zero-initialised new columns, which sit under the mapping's 0.01 learning-rate multiplier
+    and take tens of thousands of steps to carry any class signal, the embedding weight learns at
+    full rate: classes separate within the first hundreds of steps.
+    Discriminator: the new class map is randomly initialised as usual, and the projection head is
+    set so that every class's logit starts equal to the old logit (see below).
     """
     if generator.c_dim != 0 or (discriminator is not None and discriminator.c_dim != 0):
         raise CocktailError("make_conditional expects unconditional networks (c_dim=0)")
     if num_classes < 1:
         raise CocktailError(f"num_classes must be >= 1, got {num_classes}")
     rng_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)  # the fresh embedding weights are part of the result: keep them reproducible
+    torch.manual_seed(seed)  # the fresh class layers are part of the result: keep them reproducible
     try:
         new_g = Generator(**network_kwargs(generator, c_dim=num_classes))
         new_d = Discriminator(**network_kwargs(discriminator, c_dim=num_classes)) if discriminator else None
+        embed_bias = torch.randn(new_g.mapping.embed.bias.shape)
     finally:
         torch.random.set_rng_state(rng_state)
     new_g.to(generator.device)
-
     g_state = {**new_g.state_dict(), **generator.state_dict()}
-    fc0 = g_state["mapping.fc0.weight"] = new_g.mapping.fc0.weight.detach().clone()
-    fc0.zero_()
-    # Stored weights are scaled by 1/sqrt(fan_in) at run time, and fan_in grew: compensate.
-    fan_in_ratio = new_g.mapping.fc0.weight.shape[1] / generator.mapping.fc0.weight.shape[1]
-    fc0[:, : generator.z_dim] = generator.mapping.fc0.weight.detach() * math.sqrt(fan_in_ratio)
+    fc0_old, fc0_new = generator.mapping.fc0, new_g.mapping.fc0
+    with torch.no_grad():
+        weight = fc0_new.weight.detach().clone()
+        # Stored weights are scaled by 1/sqrt(fan_in) at run time, and fan_in grew: compensate.
+        weight[:, : generator.z_dim] = fc0_old.weight * math.sqrt(weight.shape[1] / fc0_old.weight.shape[1])
+        # A class-independent embedding (zero weight, random bias) feeds the new columns a constant,
+        # which the first layer's bias cancels.
+        embed = normalize_2nd_moment(embed_bias[None].to(weight.device))[0]
+        constant = (weight[:, generator.z_dim :] * fc0_new.weight_gain) @ embed
+        g_state["mapping.fc0.weight"] = weight
+        g_state["mapping.fc0.bias"] = fc0_old.bias - constant / fc0_new.bias_gain
+        g_state["mapping.embed.weight"] = torch.zeros_like(new_g.mapping.embed.weight)
+        g_state["mapping.embed.bias"] = embed_bias.to(weight.device)
     new_g.load_state_dict(g_state)
 
     if new_d is not None:
         new_d.to(discriminator.device)
         old = discriminator.state_dict()
         d_state = {**new_d.state_dict(), **{k: v for k, v in old.items() if not k.startswith("b4.out.")}}
-        cmap_dim = new_d.cmap_dim
-        d_state["b4.out.weight"] = old["b4.out.weight"].repeat(cmap_dim, 1)
-        d_state["b4.out.bias"] = old["b4.out.bias"].repeat(cmap_dim)
-        last = f"mapping.fc{new_d.mapping.num_layers - 1}"
-        layer = getattr(new_d.mapping, f"fc{new_d.mapping.num_layers - 1}")
-        d_state[f"{last}.weight"] = torch.zeros_like(layer.weight)
-        # lrelu(bias * bias_gain) * sqrt(2) == 1/sqrt(cmap_dim) for every class.
-        d_state[f"{last}.bias"] = torch.full_like(layer.bias, 1 / math.sqrt(2 * cmap_dim) / layer.bias_gain)
         new_d.load_state_dict(d_state)
+        # Logit_c = <out(h), cmap_c> / sqrt(cmap_dim). With out(h) = old_logit(h) * v, where v solves
+        # <v, cmap_c> = sqrt(cmap_dim) for every class (least squares, exact while classes <= cmap_dim),
+        # each class logit starts equal to the old one, and the head learns classes at full speed.
+        with torch.no_grad():
+            cmaps = new_d.mapping(None, torch.eye(num_classes, device=discriminator.device))
+            target = torch.full([num_classes, 1], math.sqrt(new_d.cmap_dim), device=cmaps.device)
+            v = (torch.linalg.pinv(cmaps.double()) @ target.double()).float().squeeze(1)
+            new_d.b4.out.weight.copy_(v[:, None] * old["b4.out.weight"])
+            new_d.b4.out.bias.copy_(v * old["b4.out.bias"])
     return new_g.eval(), (new_d.eval() if new_d is not None else None)
 
 
@@ -250,7 +261,7 @@ def network_kwargs(network: Generator | Discriminator, **changes) -> dict:
 
 
 def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:
-    """A copy of the first network whose every parameter and float buffer is the mean over all."""
+    """A copy of the first network whose every parameter and float buffer is the mean over all (on its device)."""
     if not networks:
         raise CocktailError("nothing to average")
     states = [n.state_dict() for n in networks]
@@ -260,7 +271,7 @@ def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:
             raise CocktailError(f"cannot average: network {i} does not share the architecture of network 0")
     averaged = copy.deepcopy(networks[0])
     averaged.load_state_dict({
-        k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype)
+        k: torch.stack([s[k].float().to(states[0][k].device) for s in states]).mean(0).to(states[0][k].dtype)
         if states[0][k].is_floating_point() else states[0][k]
         for k in keys
     })
