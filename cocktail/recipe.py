@@ -1,0 +1,138 @@
+"""Merge recipes: a YAML file (like mergekit's) and/or command-line flags → a validated MergePlan.
+
+A recipe names everything a merge depends on, so it is also what provenance records::
+
+    sources:                      # Hub ids (org/name@rev), folders, .pkl files, example:<name>,
+      - example:smileys           # TorchScript files or module:function samplers
+      - {spec: org/cats@v1.0, name: cat}
+    root: smileys                 # a source name or index (default: the first)
+    method: cocktail              # or average, scratch, transfer, ewc, freeze_d
+    root_kimg: 4
+    merge_kimg: 8
+    training: {batch_size: 32, r1_gamma: 10, pl_weight: 2}
+    output_dir: outputs/union
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from .assets import PREFIX
+from .errors import CocktailError
+from .methods import MergePlan, load_ingredient
+from .training import TrainingConfig
+
+# The embedded default: the example sources shipped in cocktail/assets, sized to finish on a
+# 2-core CPU in about ten minutes.
+DEFAULT_SOURCES = [f"{PREFIX}smileys", f"{PREFIX}animals", f"{PREFIX}food"]
+DEFAULTS = {
+    "sources": DEFAULT_SOURCES,
+    "names": None,
+    "root": None,
+    "method": "cocktail",
+    "root_kimg": 4.0,
+    "merge_kimg": 8.0,
+    "truncation": 1.0,
+    "ewc_lambda": 5e8,
+    "freeze_d_blocks": 1,
+    "training": {},
+    "output_dir": "outputs/union",
+    "mixed_precision": "no",
+    "report_to": None,
+    "push_to_hub": False,
+    "hub_model_id": None,
+    "hub_private_repo": False,
+}
+TRAINING_KEYS = {f.name for f in dataclasses.fields(TrainingConfig)} - {"kimg", "output_dir", "report_to"}
+
+
+def load_recipe_file(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise CocktailError(f"{path}: cannot read the recipe ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise CocktailError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(recipe, dict):
+        raise CocktailError(f"{path}: a recipe is a YAML mapping (sources:, method:, …)")
+    return recipe
+
+
+def resolve_recipe(*layers: dict) -> dict:
+    """DEFAULTS, then each layer (file, then flags) on top; unknown keys are refused (typos)."""
+    recipe = {**DEFAULTS, "training": {}}
+    for layer in layers:
+        unknown = set(layer) - set(DEFAULTS)
+        if unknown:
+            raise CocktailError(f"unknown recipe key(s): {', '.join(sorted(unknown))}; known: "
+                                f"{', '.join(sorted(DEFAULTS))}")
+        for key, value in layer.items():
+            if key == "training":
+                recipe["training"] = {**recipe["training"], **(value or {})}
+            elif value is not None:
+                recipe[key] = value
+    unknown = set(recipe["training"]) - TRAINING_KEYS
+    if unknown:
+        raise CocktailError(f"unknown training key(s): {', '.join(sorted(unknown))}; known: "
+                            f"{', '.join(sorted(TRAINING_KEYS))}")
+    return recipe
+
+
+def source_entries(recipe: dict) -> list[tuple[str, str | None]]:
+    """(spec, name) pairs from ``sources`` (strings or {spec, name}) and optional ``names``."""
+    entries = []
+    for item in recipe["sources"]:
+        if isinstance(item, str):
+            entries.append((item, None))
+        elif isinstance(item, dict) and isinstance(item.get("spec"), str):
+            entries.append((item["spec"], item.get("name")))
+        else:
+            raise CocktailError(f"a source is a spec string or {{spec: ..., name: ...}}, got {item!r}")
+    names = recipe.get("names")
+    if names:
+        if len(names) != len(entries):
+            raise CocktailError(f"{len(names)} names given for {len(entries)} sources")
+        entries = [(spec, name) for (spec, _), name in zip(entries, names, strict=True)]
+    return entries
+
+
+def build_plan(recipe: dict, token=None) -> MergePlan:
+    """Load every source (failing fast on any that cannot be reached) and validate the plan."""
+    ingredients = [load_ingredient(spec, name, token=token) for spec, name in source_entries(recipe)]
+    names = [ing.name for ing in ingredients]
+    root = recipe["root"]
+    if root is None:
+        root_index = 0
+    elif isinstance(root, int) or (isinstance(root, str) and root.isdigit()):
+        root_index = int(root)
+    elif root in names:
+        root_index = names.index(root)
+    else:
+        raise CocktailError(f"root {root!r} is not one of the sources: {', '.join(names)}")
+    try:
+        training = TrainingConfig(**recipe["training"], report_to=recipe["report_to"])
+    except TypeError as err:
+        raise CocktailError(f"bad training settings: {err}") from None
+    plan = MergePlan(ingredients=ingredients, root=root_index, method=recipe["method"],
+                     root_kimg=float(recipe["root_kimg"]), merge_kimg=float(recipe["merge_kimg"]),
+                     training=training, truncation=float(recipe["truncation"]),
+                     ewc_lambda=float(recipe["ewc_lambda"]), freeze_d_blocks=int(recipe["freeze_d_blocks"]))
+    plan.validate()
+    return plan
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """The output folder must be creatable and writable before hours of training start."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise CocktailError(f"{path}: output directory is not writable ({err.strerror})") from None
+    return path
