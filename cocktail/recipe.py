@@ -10,7 +10,7 @@ A recipe names everything a merge depends on, so it is also what provenance reco
     root_kimg: 4
     merge_kimg: 8
     training: {batch_size: 32, r1_gamma: 10, pl_weight: 2}
-    output_dir: outputs/union
+    output_dir: outputs/cocktail
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from .training import TrainingConfig
 
 # The embedded default: the example sources shipped in cocktail/assets, sized to finish on a
 # 2-core CPU in about ten minutes.
-DEFAULT_SOURCES = [f"{PREFIX}smileys", f"{PREFIX}animals", f"{PREFIX}food"]
+DEFAULT_SOURCES = [f"{PREFIX}smileys", f"{PREFIX}food", f"{PREFIX}flags"]
 DEFAULTS = {
     "sources": DEFAULT_SOURCES,
     "names": None,
     "root": None,
     "method": "cocktail",
-    "root_kimg": 4.0,
-    "merge_kimg": 8.0,
+    "root_kimg": 8.0,
+    "merge_kimg": 32.0,
     "truncation": 1.0,
     "ewc_lambda": 5e8,
     "freeze_d_blocks": 1,
     "training": {},
-    "output_dir": "outputs/union",
+    "output_dir": "outputs/cocktail",
     "mixed_precision": "no",
     "report_to": None,
     "push_to_hub": False,
