@@ -459,7 +459,7 @@ def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_na
     source = {
         "name": class_names[0] if len(class_names) == 1 else pkl_path.stem,
         "spec": spec or str(pkl_path), "repo_id": None, "revision": None, "commit": None,
-        "format": SOURCE_FORMAT, "file": pkl_path.name, "sha256": _sha256(pkl_path),
+        "format": SOURCE_FORMAT, "file": pkl_path.name, "sha256": file_sha256(pkl_path),
     }
     provenance = {"method": None, "root": None, "sources": [source], "recipe": {}, "kimg": {}, "metrics": {}}
     try:
@@ -470,7 +470,8 @@ def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_na
     return Path(model.save_pretrained(output_dir, write_card=write_card))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks: pins exactly which checkpoint went into a model."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

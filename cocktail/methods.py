@@ -14,7 +14,6 @@ resumes at the stage (and the checkpoint inside it) where it stopped.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .assets import is_example
+from .convert import file_sha256
 from .errors import CocktailError
 from .networks import Discriminator, Generator
 from .sources import ENTRY_POINT, TORCHSCRIPT_SUFFIXES, MixtureSource, ModelSource, Source, load_source
@@ -287,7 +287,7 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
 
         networks = load_stylegan2_pkl(path)
         model = UnionModel(networks["G_ema"], networks["D"])
-        provenance = {"spec": spec, "sha256": _sha256(path)}
+        provenance = {"spec": spec, "sha256": file_sha256(path)}
     elif (ENTRY_POINT.fullmatch(base) and not is_example(base)) or path.suffix in TORCHSCRIPT_SUFFIXES or (
             path.is_dir() and not (path / "generator").is_dir()):
         load_source(base, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
@@ -312,11 +312,3 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
 def _default_name(spec: str) -> str:
     last = re.split(r"[/:]", spec.split("@")[0].rstrip("/"))[-1]
     return last.removesuffix(Path(last).suffix) or "source"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

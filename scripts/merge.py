@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from cocktail.errors import CocktailError  # noqa: E402
+from cocktail.errors import CocktailError, run_script  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -107,8 +107,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except CocktailError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)
