@@ -55,7 +55,7 @@ def bias_act(x, bias=None, lrelu=False, gain=1.0, clamp=None):
     if gain != 1:
         x = x * gain
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
+        x = F.hardtanh(x, -clamp, clamp)  # = clamp, with a one-kernel backward (clamp's takes several)
     return x
 
 
@@ -70,10 +70,13 @@ def upfirdn2d(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(batch, channels, height * up, width * up)
     px0, px1, py0, py1 = pad
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    same = px0 == px1 == py0 == py1 and px0 >= 0
+    if not same:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = (f * gain).to(x.dtype)
-    x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), groups=channels)
+    # The same zero border on every side is the convolution's own padding: no padded copy of x to make.
+    x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), padding=px0 if same else 0, groups=channels)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

@@ -247,6 +247,8 @@ class MixtureSource(Source):
         return self
 
     def sample(self, batch_size, device, generator=None):
+        if batch_size < 1:
+            raise CocktailError(f"a mixture samples batches of at least 1 image, not {batch_size}")
         draw_device = _draw_device(generator)
         picks = torch.multinomial(self.probabilities.to(draw_device), batch_size, replacement=True,
                                   generator=generator)

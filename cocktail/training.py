@@ -25,6 +25,7 @@ path-length steps always run in float32, so their double backward cannot underfl
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ import random
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -152,6 +154,8 @@ class _Loop:
         # Channels-last convolutions train ~20% faster on CPU (benchmarks/train_step.py); the models go
         # back to the default layout when training ends, so callers save ordinary contiguous tensors.
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
+        if self.device.type == "cpu":
+            _keep_freed_memory_for_reuse()
         self.G = G.to(self.device, memory_format=self.memory_format).train()
         self.D = D.to(self.device, memory_format=self.memory_format).train()
         G_ema = copy.deepcopy(self.G) if G_ema is None else G_ema
@@ -630,6 +634,25 @@ def _unfrozen(D, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:
     if not trainable:
         raise CocktailError("the discriminator has no trainable parameters left")
     return trainable
+
+
+def _keep_freed_memory_for_reuse() -> None:
+    """Make glibc keep freed activation buffers in the heap instead of handing them back to the OS.
+
+    By default a freed multi-megabyte tensor goes back to the kernel (munmap, or a heap trim), so the
+    next step's tensor of the same size page-faults in fresh memory: on CPU that costs a sixth or more
+    of a training step (benchmarks/train_step.py, BENCHMARKS.md). The price is a process that keeps its
+    peak memory after training. A no-op off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters from <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum: allocations up to 32 MiB use the heap
+    libc.mallopt(m_trim_threshold, 1 << 30)  # and up to 1 GiB of free heap stays mapped
 
 
 def _adam(params, lr: float, config: TrainingConfig, reg_interval: int | None) -> torch.optim.Adam:

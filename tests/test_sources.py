@@ -264,6 +264,8 @@ def test_mixture_checks_weights_and_shapes():
         MixtureSource([constant_source(0)], [-1])
     with pytest.raises(CocktailError, match="disagree"):
         MixtureSource([constant_source(0), ForeignSource(lambda *_: None, 16)])
+    with pytest.raises(CocktailError, match="at least 1 image, not 0"):
+        MixtureSource([constant_source(0), constant_source(1)]).sample(0, "cpu")
 
 
 # -- load_source: models and errors ----------------------------------------------------------------
