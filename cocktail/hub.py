@@ -5,8 +5,8 @@ A spec is a local folder or checkpoint file, a shipped ``example:<name>``, or a 
 standard cache, so ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` / ``local_files_only`` and the user's token (argument,
 ``HF_TOKEN`` or ``hf auth login``) behave as everywhere in the Hugging Face ecosystem, and the resolved
 commit is returned so provenance pins exactly what was used. A Hub repo holding a StyleGAN2-ADA ``.pkl``
-instead of our layout is converted (without running its code, see ``convert.py``) once per commit into
-the assets cache.
+instead of our layout (``org/name/path/file.pkl[@revision]`` picks one of several) is converted (without
+running its code, see ``convert.py``) once per commit into the assets cache.
 
 Publishing is one ``create_repo(exist_ok=True)`` and one commit holding the whole folder, plus a model card
 generated from ``union.json``; a failure leaves the local folder untouched and says how to retry.
@@ -96,20 +96,28 @@ class ResolvedSource:
 # ---------------------------------------------------------------------------------------
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """``"org/name@rev"`` → ``("org/name", "rev")``; ``"org/name"`` → ``("org/name", None)``."""
+def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """``"org/name@rev"`` → ``("org/name", "rev", None)``; ``"org/name"`` → ``("org/name", None, None)``;
+    ``"org/name/dir/file.pkl@rev"`` → ``("org/name", "rev", "dir/file.pkl")``: one checkpoint of a repo
+    that holds several."""
     text = str(spec).strip()
-    repo_id, at, revision = text.partition("@")
+    head, at, revision = text.partition("@")
     if at and not revision:
         raise CocktailError(f"{text}: nothing after '@' (expected org/name@branch, tag or commit)")
+    parts = head.split("/")
+    filename = None
+    if len(parts) > 2 and parts[-1].lower().endswith(".pkl"):
+        head, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    repo_id = head
     if repo_id.count("/") != 1:
-        raise CocktailError(f"{text}: no such file or folder, and not a Hub model id (expected org/name[@revision])")
+        raise CocktailError(f"{text}: no such file or folder, and not a Hub model id "
+                            "(expected org/name[@revision] or org/name/file.pkl[@revision])")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise CocktailError(f"{text}: no such file or folder, and not a valid Hub model id "
                             f"({_first_line(err)})") from None
-    return repo_id, revision or None
+    return repo_id, revision or None, filename
 
 
 def resolve(spec: str, *, token: str | bool | None = None, local_files_only: bool | None = None,
@@ -124,8 +132,15 @@ def resolve(spec: str, *, token: str | bool | None = None, local_files_only: boo
         return ResolvedSource(text, path, "model")
     if path.is_file():
         return ResolvedSource(text, path, "checkpoint")
-    repo_id, revision = parse_spec(text)
+    repo_id, revision, filename = parse_spec(text)
     fetch = _Fetcher(text, repo_id, token, bool(local_files_only), cache_dir)
+    if filename is not None:
+        folder = fetch(revision, [filename])
+        commit = folder.name
+        if not (folder / filename).is_file():
+            raise CocktailError(f"{text}: {repo_id} at {commit[:12]} has no file {filename}")
+        converted = _converted_folder(fetch, revision, commit, folder, filename)
+        return ResolvedSource(text, converted, "model", repo_id, revision, commit)
     folder = fetch(revision, allow_patterns or MODEL_FILES)
     commit = folder.name  # snapshot folders are named after the commit they hold
     if (folder / INDEX_FILE).is_file():
@@ -135,7 +150,7 @@ def resolve(spec: str, *, token: str | bool | None = None, local_files_only: boo
         logger.info("%s: %s at commit %s", text, repo_id, commit)
         return ResolvedSource(text, folder, "model", repo_id, revision, commit)
     pkl = _single_checkpoint(fetch, commit)
-    converted = _converted_folder(fetch, revision, commit, fetch(commit, [pkl]) / pkl)
+    converted = _converted_folder(fetch, revision, commit, fetch(commit, [pkl]), pkl)
     return ResolvedSource(text, converted, "model", repo_id, revision, commit)
 
 
@@ -211,21 +226,21 @@ def _single_checkpoint(fetch: _Fetcher, commit: str) -> str:
         raise CocktailError(f"{fetch.spec}: {fetch.repo_id} at {commit[:12]} is not a GAN Cocktail model (no "
                             f"{INDEX_FILE}) and holds no StyleGAN2-ADA .pkl (files: {listed or 'none'})")
     raise CocktailError(f"{fetch.spec}: {fetch.repo_id} holds several checkpoints ({', '.join(pkls[:6])}); "
-                        f"download the one you want (hf download {fetch.repo_id} <file> --revision {commit}) "
-                        "and use its local path")
+                        f"name one, e.g. {fetch.repo_id}/{pkls[0]}@{commit[:12]}")
 
 
-def _converted_folder(fetch: _Fetcher, revision: str | None, commit: str, pkl_path: Path) -> Path:
+def _converted_folder(fetch: _Fetcher, revision: str | None, commit: str, snapshot: Path, filename: str) -> Path:
     """Our layout for a Hub ``.pkl``, converted once per (repo, commit, file) into the assets cache."""
     from . import convert  # torch-heavy: only when a checkpoint is met
 
+    pkl_path = snapshot / filename
     base = cached_assets_path(LIBRARY_NAME, namespace=repo_folder_name(repo_id=fetch.repo_id, repo_type="model"),
                               subfolder=commit, assets_dir=constants.HF_ASSETS_CACHE)
-    target = base / pkl_path.stem
+    target = base / Path(filename).with_suffix("").as_posix().replace("/", "--")  # a/x.pkl and b/x.pkl differ
     if (target / INDEX_FILE).is_file():
         return target
     logger.info("%s: converting %s (commit %s) to the GAN Cocktail layout", fetch.spec, pkl_path.name, commit)
-    staging = base / f".{pkl_path.stem}.{os.getpid()}.tmp"
+    staging = base / f".{target.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         try:
@@ -235,7 +250,7 @@ def _converted_folder(fetch: _Fetcher, revision: str | None, commit: str, pkl_pa
         index_path = staging / INDEX_FILE
         index = json.loads(index_path.read_text())
         for source in index.get("provenance", {}).get("sources", []):
-            source.update(repo_id=fetch.repo_id, revision=revision, commit=commit)
+            source.update(repo_id=fetch.repo_id, revision=revision, commit=commit, file=filename)
         index_path.write_text(json.dumps(index, indent=2) + "\n")
         try:
             staging.rename(target)

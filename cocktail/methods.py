@@ -280,7 +280,9 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
     """
     base, _, class_label = spec.partition("#")
     path = Path(base)
-    if path.suffix == ".pkl":
+    # A .pkl path that can only be meant locally; anything else (org/name/dir/file.pkl) may be on the Hub.
+    local_pkl = path.is_file() or path.is_absolute() or path.parent.is_dir() or base.count("/") < 2
+    if path.suffix == ".pkl" and local_pkl:
         if not path.is_file():
             raise CocktailError(f"{base}: checkpoint file not found")
         from .convert import load_stylegan2_pkl

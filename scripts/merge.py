@@ -21,8 +21,9 @@ from cocktail.errors import CocktailError, run_script  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sources", nargs="*", help="source specs: org/name[@rev], folder, .pkl, example:<name>, "
-                                              "TorchScript file or module:function (default: the examples)")
+    p.add_argument("sources", nargs="*", help="source specs: org/name[@rev], org/name/file.pkl[@rev], folder, "
+                                              ".pkl, example:<name>, TorchScript file or module:function "
+                                              "(default: the examples)")
     p.add_argument("--config", help="YAML recipe; flags given here override it")
     p.add_argument("--names", nargs="+", help="class name of each source (default: the sources' own names)")
     p.add_argument("--root", help="name or index of the root source (default: the first)")

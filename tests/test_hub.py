@@ -21,6 +21,7 @@ from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
 from cocktail import hub as cocktail_hub
 from cocktail.errors import CocktailError
 from cocktail.hub import parse_spec, push_to_hub, resolve, write_model_card
+from cocktail.methods import load_ingredient
 from cocktail.networks import Discriminator, Generator
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel, make_conditional
 
@@ -78,9 +79,10 @@ def one_line_error(excinfo, *fragments):
 
 
 def test_parse_spec():
-    assert parse_spec("org/cats") == ("org/cats", None)
-    assert parse_spec("org/cats@v1.0") == ("org/cats", "v1.0")
-    assert parse_spec("org/cats@refs/pr/3") == ("org/cats", "refs/pr/3")
+    assert parse_spec("org/cats") == ("org/cats", None, None)
+    assert parse_spec("org/cats@v1.0") == ("org/cats", "v1.0", None)
+    assert parse_spec("org/cats@refs/pr/3") == ("org/cats", "refs/pr/3", None)
+    assert parse_spec("org/cats/runs/00003/snapshot.pkl@v2") == ("org/cats", "v2", "runs/00003/snapshot.pkl")
     for bad, message in (("cats", "not a Hub model id"), ("a/b/c", "no such file or folder"),
                          ("org/cats@", "nothing after '@'"), ("org/ca ts", "not a valid Hub model id")):
         with pytest.raises(CocktailError, match=re.escape(message)):
@@ -212,6 +214,37 @@ def test_pkl_repo_is_converted_once_per_commit(hub, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert resolve("org/stylegan2-cat").local_path == resolved.local_path
     assert len(calls) == 1
+
+
+def test_one_of_several_pkls_is_named_by_its_path(hub, tmp_path):
+    from test_convert import assert_matches_reference, write_snapshot
+
+    api = HfApi(token=DEFAULT_TOKEN)
+    api.create_repo("org/runs")
+    for tag, folder in (("uncond", "a"), ("cond3", "b")):  # same file name, different networks
+        (tmp_path / tag).mkdir()
+        pkl = write_snapshot(tmp_path / tag / "snapshot.pkl", tag=tag)
+        commit = api.upload_file(path_or_fileobj=str(pkl), path_in_repo=f"{folder}/snapshot.pkl", repo_id="org/runs")
+    with pytest.raises(CocktailError) as error:
+        resolve("org/runs")
+    one_line_error(error, "holds several checkpoints (a/snapshot.pkl, b/snapshot.pkl)",
+                   f"name one, e.g. org/runs/a/snapshot.pkl@{commit.oid[:12]}")
+
+    for tag, folder in (("uncond", "a"), ("cond3", "b")):
+        resolved = resolve(f"org/runs/{folder}/snapshot.pkl@{commit.oid}")
+        assert (resolved.repo_id, resolved.commit) == ("org/runs", commit.oid)
+        model = UnionModel.from_pretrained(resolved.local_path)
+        assert_matches_reference(tag, model.generator, model.discriminator)
+        assert model.provenance["sources"][0]["file"] == f"{folder}/snapshot.pkl"
+
+    with pytest.raises(CocktailError) as error:
+        resolve("org/runs/c/snapshot.pkl")
+    one_line_error(error, "org/runs/c/snapshot.pkl: org/runs at", "has no file c/snapshot.pkl")
+
+    ingredient = load_ingredient("org/runs/a/snapshot.pkl")  # what merge.py does with a source spec
+    assert (ingredient.name, ingredient.provenance["commit"]) == ("snapshot", commit.oid)
+    with pytest.raises(CocktailError, match="missing.pkl: checkpoint file not found"):
+        load_ingredient(str(tmp_path / "missing.pkl"))
 
 
 def test_repo_that_is_not_a_model(hub, tmp_path):
