@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -25,7 +24,7 @@ from PIL import Image
 
 from cocktail import editing
 from cocktail.assets import DEFAULT_UNION, example_path, is_example
-from cocktail.errors import CocktailError
+from cocktail.errors import CocktailError, run_script
 from cocktail.union import SAMPLES_FILE, UnionModel
 
 MAX_IMAGES = 16
@@ -54,18 +53,6 @@ def _user_errors(fn):
         except CocktailError as err:
             raise gr.Error(str(err)) from None
     return wrapper
-
-
-def _check_range(name: str, value, low: float, high: float, integer: bool = False):
-    """API clients can send anything: a number in [low, high] (an integer if asked) or a readable error."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not low <= number <= high or (integer and number != int(number)):
-        kind = "an integer" if integer else "a number"
-        raise CocktailError(f"{name} must be {kind} between {low:g} and {high:g}, got {value!r}")
-    return int(number) if integer else number
 
 
 def _gallery(images, captions):
@@ -100,7 +87,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
             return cache[key]
 
     def psi_of(value):
-        return _check_range("truncation ψ", value, MIN_PSI, MAX_PSI)
+        return editing.check_range("truncation ψ", value, MIN_PSI, MAX_PSI)
 
     def class_of(name):
         return classes[model.class_index(name if name is not None else "")]
@@ -110,7 +97,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
 
     @_user_errors
     def random_seeds(count):
-        count = _check_range("number of images", count, 1, MAX_IMAGES, integer=True)
+        count = editing.check_range("number of images", count, 1, MAX_IMAGES, integer=True)
         start = random.randint(0, editing.MAX_SEED - count + 1)
         return f"{start}-{start + count - 1}" if count > 1 else str(start)
 
@@ -118,7 +105,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
     @_user_errors
     def generate(class_name, seeds_text, count, psi):
         name, psi = class_of(class_name), psi_of(psi)
-        count = _check_range("number of images", count, 1, MAX_IMAGES, integer=True)
+        count = editing.check_range("number of images", count, 1, MAX_IMAGES, integer=True)
         seeds = editing.parse_seeds(seeds_text, MAX_IMAGES)
         if len(seeds) == 1 and count > 1:  # one seed means "start here": count consecutive seeds
             seeds = editing.parse_seeds(f"{seeds[0]}-{seeds[0] + count - 1}", MAX_IMAGES)
@@ -129,7 +116,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
     @_user_errors
     def style_mix(class_a, seed_a, class_b, seed_b, crossover, psi):
         a, b, psi = endpoint(class_a, seed_a), endpoint(class_b, seed_b), psi_of(psi)
-        crossover = _check_range("crossover layer", crossover, 1, num_ws - 1, integer=True)
+        crossover = editing.check_range("crossover layer", crossover, 1, num_ws - 1, integer=True)
         images = editing.style_mix(model, a, b, crossover, truncation=psi)
         return _gallery(images, [f"coarse: {a[0]} · seed {a[1]}", f"fine: {b[0]} · seed {b[1]}",
                                  f"mix at layer {crossover} · ψ {psi:g}"])
@@ -138,7 +125,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
     @_user_errors
     def interpolate(class_a, seed_a, class_b, seed_b, steps, psi, fmt):
         a, b, psi = endpoint(class_a, seed_a), endpoint(class_b, seed_b), psi_of(psi)
-        steps = _check_range("steps", steps, 2, MAX_STEPS, integer=True)
+        steps = editing.check_range("steps", steps, 2, MAX_STEPS, integer=True)
         if fmt not in editing.ANIMATION_FORMATS:
             formats = " or ".join(editing.ANIMATION_FORMATS)
             raise CocktailError(f"animation format must be {formats}, got {fmt!r}")
@@ -156,8 +143,8 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
     @_user_errors
     def directions(index, strength, class_name, seeds_text, psi):
         name, psi = class_of(class_name), psi_of(psi)
-        index = _check_range("direction", index, 0, num_directions - 1, integer=True)
-        strength = _check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
+        index = editing.check_range("direction", index, 0, num_directions - 1, integer=True)
+        strength = editing.check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
         seeds = editing.parse_seeds(seeds_text, MAX_IMAGES)
         found = cached("directions", fit_directions)
         images = editing.edit(model, found, index, strength, name, seeds, truncation=psi)
@@ -307,14 +294,10 @@ def main(argv=None):
     parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        model, card, samples = load_model(args.model, device)
-    except CocktailError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    model, card, samples = load_model(args.model, device)
     print(f"serving {args.model} ({', '.join(model.class_names)}) on {device}", flush=True)
     build_demo(model, card, samples).launch(server_name=args.host, server_port=args.port, share=args.share)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -25,12 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from cocktail.networks import Discriminator, Generator  # noqa: E402
+from cocktail.networks import PRESETS, Discriminator, Generator  # noqa: E402
 from cocktail.training import TrainingConfig, train  # noqa: E402
 
-TINY = dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=64)
-WIDE = dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=64)
-PAPER = dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512)
+TINY, PAPER = PRESETS["tiny"], PRESETS["paper"]
+WIDE = {**PAPER, "channel_max": 64}
 PLAIN = dict(r1_gamma=0.0, pl_weight=0.0, style_mixing_prob=0.0)
 FULL = {}  # the paper's recipe: TrainingConfig's defaults
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CocktailError
+from .errors import CocktailError, first_line
 from .networks import Discriminator, Generator
 from .union import UnionModel
 
@@ -173,17 +173,12 @@ def read_snapshot(path: str | Path) -> dict:
             raise
         except Exception as err:  # any failure to parse untrusted bytes means a damaged file
             raise CocktailError(f"{path}: not a readable StyleGAN2-ADA pickle (corrupt, truncated or unsafe: "
-                                f"{type(err).__name__}: {_first_line(err)})") from None
+                                f"{type(err).__name__}: {first_line(err, 'no details')})") from None
     if not isinstance(snapshot, dict) or not isinstance(snapshot.get("G_ema"), PickledModule):
         keys = sorted(map(str, snapshot)) if isinstance(snapshot, dict) else type(snapshot).__name__
         raise CocktailError(f"{path}: not a StyleGAN2-ADA network snapshot (expected a dict with a 'G_ema' "
                             f"network, found {keys})")
     return snapshot
-
-
-def _first_line(err) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else "no details"
 
 
 # ---------------------------------------------------------------------------------------
@@ -397,7 +392,7 @@ def build_network(module: PickledModule, key: str, where: str):
         network = fmt.network_cls(**config)
     except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as err:
         raise CocktailError(f"{where}: cannot build a network from its configuration {config} "
-                            f"({_first_line(err)})") from None
+                            f"({first_line(err, 'no details')})") from None
     _check_names_and_shapes(network, tensors, where, fmt.network_cls.__name__.lower())
     network.load_state_dict(tensors, strict=True)
     return network.eval().requires_grad_(False)

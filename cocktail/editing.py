@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .errors import CocktailError
+from .errors import CocktailError, first_line
 from .images import to_pil
 from .union import UnionModel
 
@@ -54,15 +54,23 @@ def parse_seeds(text: str, max_count: int | None = None) -> list[int]:
     return seeds
 
 
-def check_seed(seed) -> int:
-    """One seed from a UI number field (which may hand over a float, or anything at all) → an int seed."""
+def check_range(name: str, value, low: float, high: float, integer: bool = False):
+    """A value from a UI field or an API client (a float, a string, anything at all) → a number in
+    [low, high] (an int if ``integer``), or a readable error."""
     try:
-        number = float(seed)
+        number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not 0 <= number <= MAX_SEED or number != int(number):
-        raise CocktailError(f"seed must be an integer between 0 and {MAX_SEED}, got {seed!r}")
-    return int(number)
+    if not low <= number <= high or (integer and number != int(number)):
+        kind, bounds = (("an integer", f"{int(low)} and {int(high)}") if integer
+                        else ("a number", f"{low:g} and {high:g}"))
+        raise CocktailError(f"{name} must be {kind} between {bounds}, got {value!r}")
+    return int(number) if integer else number
+
+
+def check_seed(seed) -> int:
+    """One seed from a UI number field → an int seed."""
+    return check_range("seed", seed, 0, MAX_SEED, integer=True)
 
 
 # -- W space -----------------------------------------------------------------------------
@@ -243,7 +251,7 @@ def load_sources(model: UnionModel, local_files_only: bool | None = None) -> lis
                     local_files_only=local_files_only)
             except Exception as err:  # any failure to load only removes this one comparison
                 logger.info("source %s not loaded: %s", spec, err)
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                reason = first_line(err)
                 source.note = f"{name}: {spec} could not be loaded ({reason})"
         sources.append(source)
     return sources

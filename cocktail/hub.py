@@ -53,7 +53,7 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import validate_repo_id
 
 from .assets import example_path, is_example
-from .errors import CocktailError
+from .errors import CocktailError, first_line
 from .union import INDEX_FILE, SAMPLES_FILE, read_index
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise CocktailError(f"{text}: no such file or folder, and not a valid Hub model id "
-                            f"({_first_line(err)})") from None
+                            f"({first_line(err)})") from None
     return repo_id, revision or None, filename
 
 
@@ -200,13 +200,9 @@ class _Fetcher:
             reason = (f"not in the local cache and {offline}; download it once while online" if offline
                       else f"cannot reach the Hub at {endpoint}, and not in the local cache")
         elif isinstance(err, EntryNotFoundError):
-            reason = f"a file is missing in {where} ({_first_line(err)})"
-        elif isinstance(err, HfHubHTTPError):
-            reason = _http_reason(err)
-        elif isinstance(err, httpx2.HTTPError | ConnectionError):
-            reason = f"cannot reach the Hub at {endpoint} ({type(err).__name__})"
+            reason = f"a file is missing in {where} ({first_line(err)})"
         else:
-            reason = _first_line(err)
+            reason = _http_reason(err)
         return CocktailError(_scrub(f"{self.spec}: {reason}", self.token))
 
     def _offline_reason(self) -> str | None:
@@ -414,7 +410,7 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, toke
             raise
         reason = _http_reason(err)
         if isinstance(err, RuntimeError) and err.__cause__ is not None:  # an LFS upload, wrapped by the client
-            reason = f"{_first_line(err)} {_http_reason(err.__cause__)}"
+            reason = f"{first_line(err)} {_http_reason(err.__cause__)}"
         raise CocktailError(_scrub(f"push of {folder} to {repo_id} failed ({step}: {reason}); the local folder is "
                                    f"unchanged; retry with: {retry}", token)) from None
     logger.info("pushed %s to %s (commit %s)", folder, repo_id, info.oid)
@@ -449,7 +445,7 @@ def _http_reason(err: BaseException) -> str:
     endpoint = constants.ENDPOINT
     status = getattr(getattr(err, "response", None), "status_code", None)
     if isinstance(err, HfHubHTTPError) and status is not None:
-        server = err.server_message or _first_line(err)
+        server = err.server_message or first_line(err)
         if status == 401:
             return f"401 unauthorized ({server}); {LOGIN_HINT}"
         if status == 403:
@@ -457,12 +453,7 @@ def _http_reason(err: BaseException) -> str:
         return f"the Hub answered {status}: {server}"
     if isinstance(err, httpx2.HTTPError | ConnectionError):
         return f"cannot reach the Hub at {endpoint} ({type(err).__name__})"
-    return _first_line(err)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return first_line(err)
 
 
 def _scrub(message: str, token) -> str:

@@ -27,7 +27,15 @@ from .assets import is_example
 from .convert import file_sha256
 from .errors import CocktailError
 from .networks import Discriminator, Generator
-from .sources import ENTRY_POINT, TORCHSCRIPT_SUFFIXES, MixtureSource, ModelSource, Source, load_source
+from .sources import (
+    ENTRY_POINT,
+    TORCHSCRIPT_SUFFIXES,
+    MixtureSource,
+    ModelSource,
+    Source,
+    load_source,
+    picked_class,
+)
 from .training import TrainingConfig, train
 from .union import UnionModel, average_networks, make_conditional, network_kwargs
 
@@ -303,10 +311,7 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
         resolved = resolve(base, token=token)
         model = UnionModel.from_pretrained(resolved.local_path)
         provenance = resolved.provenance() | {"spec": spec}
-    index = model.class_index(class_label) if class_label else 0
-    if model.num_classes > 1 and not class_label:
-        raise CocktailError(f"{base} has {model.num_classes} classes ({', '.join(model.class_names)}); pick one "
-                            f"with '{base}#<class>'")
+    index = picked_class(model, base, class_label)
     default = model.class_names[index] if model.num_classes > 1 or model.class_names[0] != "class0" else None
     return Ingredient(name or default or _default_name(base), spec, provenance, model, index)
 

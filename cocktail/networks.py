@@ -28,6 +28,13 @@ from torch import nn
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 LOW_PRECISION_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+# Generator architectures by name (the discriminator takes channel_base and channel_max): the paper's
+# 256 px networks, and smaller ones that train on a CPU (the shipped examples are "tiny").
+PRESETS = {
+    "paper": dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512),
+    "small": dict(z_dim=128, w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128),
+    "tiny": dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=64),
+}
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .assets import PREFIX
-from .errors import CocktailError
+from .errors import CocktailError, first_line
 from .methods import MergePlan, load_ingredient
 from .training import TrainingConfig
 
@@ -56,7 +56,7 @@ def load_recipe_file(path: str | Path) -> dict:
     except OSError as err:
         raise CocktailError(f"{path}: cannot read the recipe ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise CocktailError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise CocktailError(f"{path}: not valid YAML ({first_line(err)})") from None
     if not isinstance(recipe, dict):
         raise CocktailError(f"{path}: a recipe is a YAML mapping (sources:, method:, …)")
     return recipe

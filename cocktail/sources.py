@@ -32,7 +32,6 @@ from .union import UnionModel
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
 ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@\S+)?")
 
 
 class Source:
@@ -324,7 +323,10 @@ def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: 
         source = ForeignSource(path, resolution, label=label, num_classes=num_classes)
     elif ENTRY_POINT.fullmatch(base):
         source = ForeignSource(base, resolution, label=label, num_classes=num_classes)
-    elif HUB_ID.fullmatch(base) and Path(base.split("@")[0]).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+    elif Path(base.split("@")[0]).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+        from .hub import parse_spec  # the Hub client is only needed for remote models
+
+        parse_spec(base)  # a Hub id, or "no such file or folder, and not a Hub model id"
         source = _model_source(base, class_label, resolution, label, num_classes, truncation)
     else:
         raise CocktailError(f"{base}: no such file or folder")
@@ -333,12 +335,16 @@ def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: 
 
 def _model_source(spec, class_label, resolution, label, num_classes, truncation) -> ModelSource:
     model = UnionModel.from_pretrained(spec, load_discriminator=False)
+    return ModelSource(model.generator, label=label, num_classes=num_classes, truncation=truncation,
+                       resolution=resolution, class_index=picked_class(model, spec, class_label))
+
+
+def picked_class(model: UnionModel, spec: str, class_label: str) -> int:
+    """The class a ``spec#<class>`` source draws; a multi-class model must be given one."""
     if not class_label and model.num_classes > 1:
         raise CocktailError(f"{spec} has {model.num_classes} classes ({', '.join(model.class_names)}); "
                             f"pick one with '{spec}#<class>'")
-    class_index = model.class_index(class_label) if class_label else 0
-    return ModelSource(model.generator, label=label, num_classes=num_classes, truncation=truncation,
-                       resolution=resolution, class_index=class_index)
+    return model.class_index(class_label) if class_label else 0
 
 
 def _load_torchscript(path: Path) -> torch.jit.ScriptModule:

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .errors import CocktailError
+from .errors import CocktailError, first_line
 from .networks import Discriminator, Generator
 
 logger = logging.getLogger(__name__)
@@ -494,9 +494,9 @@ class _Loop:
                         "rng": [{"numpy": s["numpy"], "python": s["python"]} for s in states],
                         "config": _jsonable(asdict(self.cfg))}
             _write(tmp / STATE_FILE, lambda p: Path(p).write_text(json.dumps(progress, indent=1) + "\n"))
-            _fsync_dir(tmp)
+            _fsync(tmp)
             os.rename(tmp, final)
-            _fsync_dir(root)
+            _fsync(root)
             self._prune_checkpoints(root)
         self.acc.wait_for_everyone()
         return final
@@ -527,7 +527,7 @@ class _Loop:
             optimizers = torch.load(path / "optimizers.pt", map_location=self.device, weights_only=True)
             tensors = load_file(path / "rng.safetensors")
         except (OSError, ValueError, RuntimeError, KeyError) as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = first_line(err)
             raise CocktailError(f"{path}: cannot resume from this checkpoint ({message})") from None
         self.opt_g.load_state_dict(optimizers["G"])
         self.opt_d.load_state_dict(optimizers["D"])
@@ -691,14 +691,11 @@ def _checkpoints(root: Path) -> list[Path]:
 def _write(path: Path, writer) -> None:
     """Write with ``writer(path)`` and force it to disk before the folder is renamed into place."""
     writer(str(path))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(path)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (a rename), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from .assets import example_path, is_example
-from .errors import CocktailError
+from .errors import CocktailError, first_line
 from .images import image_grid, to_pil
-from .networks import Discriminator, Generator, normalize_2nd_moment
+from .networks import PRESETS, Discriminator, Generator, normalize_2nd_moment
 
 FORMAT_NAME = "gan-cocktail"
 FORMAT_VERSION = 1
@@ -32,8 +32,9 @@ INDEX_FILE = "union.json"
 SAMPLES_FILE = "samples.png"
 
 # A tiny architecture for tests and examples: 32 px, a few thousand parameters per layer.
-TINY_G_KWARGS = dict(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=512, channel_max=64)
-TINY_D_KWARGS = dict(img_resolution=32, channel_base=512, channel_max=64)
+TINY_G_KWARGS = dict(img_resolution=32, **PRESETS["tiny"])
+TINY_D_KWARGS = dict(img_resolution=32, channel_base=PRESETS["tiny"]["channel_base"],
+                     channel_max=PRESETS["tiny"]["channel_max"])
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def _load_network(network_cls, folder: Path, subfolder: str, torch_dtype):
     try:
         network = network_cls.from_pretrained(path, torch_dtype=torch_dtype, low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = first_line(err)
         raise CocktailError(f"{path}: cannot load the {subfolder} ({message})") from None
     return network.eval()
 

@@ -11,7 +11,6 @@ from `--token`, `HF_TOKEN` or `huggingface-cli login`, and is never printed.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,6 @@ from cocktail.assets import example_path, is_example  # noqa: E402
 from cocktail.errors import CocktailError  # noqa: E402
 
 SPACE_TEMPLATE = ROOT / "spaces" / "gan-cocktail-demo"
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
 
 
 def check_model(spec: str) -> str | None:
@@ -38,9 +36,12 @@ def check_model(spec: str) -> str | None:
     if Path(spec).exists():
         raise CocktailError(f"{spec}: a Space cannot read a local folder; push the model to the Hub first "
                             "and pass its id (org/name[@revision])")
-    if not HUB_ID.match(spec):
-        raise CocktailError(f"--model {spec!r}: expected a Hub id org/name[@revision] or example:<name>")
-    return spec.split("@", 1)[0]
+    from cocktail.hub import parse_spec  # one definition of a Hub id
+
+    try:
+        return parse_spec(spec)[0]
+    except CocktailError:
+        raise CocktailError(f"--model {spec!r}: expected a Hub id org/name[@revision] or example:<name>") from None
 
 
 def assemble(folder: str | Path, model: str) -> Path:
@@ -67,7 +68,13 @@ def deploy(space_id: str, model: str, private: bool = False, token: str | None =
     """Create the Space if needed and upload the assembled folder in one commit; returns the commit URL."""
     from huggingface_hub import HfApi
 
-    if not HUB_ID.match(space_id) or "@" in space_id:
+    from cocktail.hub import parse_spec
+
+    try:
+        is_repo_id = parse_spec(space_id)[1:] == (None, None)  # no @revision, no file
+    except CocktailError:
+        is_repo_id = False
+    if not is_repo_id:
         raise CocktailError(f"--space_id {space_id!r}: expected org/name")
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="gan-cocktail-space-") as tmp:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from cocktail.cli import add_training_flags, training_settings  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
 
 
@@ -32,20 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--merge_kimg", type=float, help="training length of the merged model's fine-tuning")
     p.add_argument("--truncation", type=float, help="truncation psi used to sample the sources (paper: 1.0)")
     p.add_argument("--output_dir")
-    p.add_argument("--batch_size", type=int)
-    p.add_argument("--learning_rate", type=float, help="Adam learning rate of G and D")
-    p.add_argument("--r1_gamma", type=float)
-    p.add_argument("--pl_weight", type=float)
-    p.add_argument("--style_mixing_prob", type=float)
-    p.add_argument("--ema_kimg", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"])
-    p.add_argument("--checkpointing_kimg", type=float, help="save a checkpoint every N kimg")
-    p.add_argument("--checkpoints_total_limit", type=int)
-    p.add_argument("--sample_every_kimg", type=float, help="write a sample grid every N kimg")
-    p.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder (interrupted merges resume "
-                                                    "their stage automatically)")
-    p.add_argument("--report_to", help="e.g. tensorboard")
+    add_training_flags(p, help_overrides={"resume_from_checkpoint": "'latest' or a checkpoint folder (interrupted "
+                                          "merges resume their stage automatically)"})
     p.add_argument("--push_to_hub", action="store_true", default=None)
     p.add_argument("--hub_model_id")
     p.add_argument("--hub_private_repo", action="store_true", default=None)
@@ -55,19 +44,12 @@ def parse_args(argv=None):
 
 def flag_layer(args) -> dict:
     """The recipe keys the command line sets explicitly."""
-    training = {key: value for key, value in {
-        "batch_size": args.batch_size, "g_lr": args.learning_rate, "d_lr": args.learning_rate,
-        "r1_gamma": args.r1_gamma, "pl_weight": args.pl_weight, "style_mixing_prob": args.style_mixing_prob,
-        "ema_kimg": args.ema_kimg, "seed": args.seed, "checkpointing_kimg": args.checkpointing_kimg,
-        "checkpoints_total_limit": args.checkpoints_total_limit, "sample_every_kimg": args.sample_every_kimg,
-        "resume_from_checkpoint": args.resume_from_checkpoint,
-    }.items() if value is not None}
     return {
         "sources": args.sources or None, "names": args.names, "root": args.root, "method": args.method,
         "root_kimg": args.root_kimg, "merge_kimg": args.merge_kimg, "truncation": args.truncation,
         "output_dir": args.output_dir, "mixed_precision": args.mixed_precision, "report_to": args.report_to,
         "push_to_hub": args.push_to_hub, "hub_model_id": args.hub_model_id,
-        "hub_private_repo": args.hub_private_repo, "training": training,
+        "hub_private_repo": args.hub_private_repo, "training": training_settings(args),
     }
 
 

@@ -21,14 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from cocktail.cli import add_training_flags, training_settings  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
+from cocktail.networks import PRESETS  # noqa: E402
 
-# Architectures for a fresh model; each flag below overrides one entry.
-PRESETS = {
-    "paper": dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512),
-    "small": dict(z_dim=128, w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128),
-    "tiny": dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=64),
-}
+# Each flag overrides one entry of the preset architecture of a fresh model.
 ARCHITECTURE_FLAGS = ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
 
 
@@ -47,20 +44,9 @@ def parse_args(argv=None):
     for flag in ARCHITECTURE_FLAGS:
         p.add_argument(f"--{flag}", type=int, help=f"override the preset's {flag}")
     p.add_argument("--kimg", type=float, default=100.0, help="training length, thousands of images")
-    p.add_argument("--batch_size", type=int, default=32, help="global batch over all processes")
-    p.add_argument("--learning_rate", type=float, default=0.002)
-    p.add_argument("--r1_gamma", type=float, default=10.0)
-    p.add_argument("--pl_weight", type=float, default=2.0)
-    p.add_argument("--style_mixing_prob", type=float, default=0.9)
-    p.add_argument("--ema_kimg", type=float, default=10.0)
+    add_training_flags(p, batch_size=32, learning_rate=0.002, r1_gamma=10.0, pl_weight=2.0, style_mixing_prob=0.9,
+                       ema_kimg=10.0, checkpoints_total_limit=2, seed=0)
     p.add_argument("--ema_rampup", type=float, help="e.g. 0.05: EMA half-life at most 5%% of images seen")
-    p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"])
-    p.add_argument("--checkpointing_kimg", type=float, help="save a checkpoint every N kimg")
-    p.add_argument("--checkpoints_total_limit", type=int, default=2)
-    p.add_argument("--resume_from_checkpoint", help="'latest' or a checkpoint folder")
-    p.add_argument("--sample_every_kimg", type=float, help="write a sample grid every N kimg")
-    p.add_argument("--report_to", help="e.g. tensorboard")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -119,13 +105,8 @@ def main(argv=None) -> int:
     if not args.init:
         G, D = fresh_networks(args, source.resolution, getattr(source, "channels", 3))
         start = {"architecture": network_kwargs(G)}
-    config = TrainingConfig(
-        kimg=args.kimg, batch_size=args.batch_size, g_lr=args.learning_rate, d_lr=args.learning_rate,
-        r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, style_mixing_prob=args.style_mixing_prob,
-        ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup, output_dir=str(training_dir),
-        checkpointing_kimg=args.checkpointing_kimg, checkpoints_total_limit=args.checkpoints_total_limit,
-        resume_from_checkpoint=args.resume_from_checkpoint, sample_every_kimg=args.sample_every_kimg,
-        report_to=args.report_to, seed=args.seed, progress=not args.no_progress)
+    config = TrainingConfig(kimg=args.kimg, ema_rampup=args.ema_rampup, output_dir=str(training_dir),
+                            report_to=args.report_to, progress=not args.no_progress, **training_settings(args))
     accelerator.print(f"training '{name}' ({G.img_resolution} px) on {args.data_dir} for {args.kimg:g} kimg "
                       f"on {accelerator.num_processes} process(es), {accelerator.device}")
     result = train(G, D, source, config, accelerator=accelerator, class_names=[name], description=name)
