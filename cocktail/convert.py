@@ -30,13 +30,12 @@ import numpy as np
 import torch
 
 from .errors import CocktailError, first_line
-from .networks import Discriminator, Generator
+from .networks import LOWPASS_TAPS, Discriminator, Generator
 from .union import UnionModel
 
 logger = logging.getLogger(__name__)
 
 SOURCE_FORMAT = "stylegan2-ada-pkl"
-LOWPASS_TAPS = [1, 3, 3, 1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,7 +240,7 @@ DISCRIMINATOR_DEFAULTS = {"channel_base": 32768, "channel_max": 512, "num_fp16_r
 GENERATOR_FIXED = {
     ("synthesis_kwargs", "architecture"): "skip",
     ("synthesis_kwargs", "activation"): "lrelu",
-    ("synthesis_kwargs", "resample_filter"): LOWPASS_TAPS,
+    ("synthesis_kwargs", "resample_filter"): list(LOWPASS_TAPS),
     ("synthesis_kwargs", "use_noise"): True,
     ("mapping_kwargs", "activation"): "lrelu",
     ("mapping_kwargs", "lr_multiplier"): 0.01,
@@ -249,7 +248,7 @@ GENERATOR_FIXED = {
 DISCRIMINATOR_FIXED = {
     ("architecture",): "resnet",
     ("block_kwargs", "activation"): "lrelu",
-    ("block_kwargs", "resample_filter"): LOWPASS_TAPS,
+    ("block_kwargs", "resample_filter"): list(LOWPASS_TAPS),
     ("epilogue_kwargs", "activation"): "lrelu",
 }
 # The discriminator's class-embedding mapping exists only when c_dim > 0; unconditional checkpoints

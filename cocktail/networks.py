@@ -28,6 +28,7 @@ from torch import nn
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 LOW_PRECISION_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+LOWPASS_TAPS = (1, 3, 3, 1)  # StyleGAN2's resampling filter, the only one the format uses
 # Generator architectures by name (the discriminator takes channel_base and channel_max): the paper's
 # 256 px networks, and smaller ones that train on a CPU (the shipped examples are "tiny").
 PRESETS = {
@@ -42,7 +43,7 @@ PRESETS = {
 # ---------------------------------------------------------------------------------------
 
 
-def lowpass_filter(taps=(1, 3, 3, 1)) -> torch.Tensor:
+def lowpass_filter(taps=LOWPASS_TAPS) -> torch.Tensor:
     """The 2-D separable low-pass filter used for up/down-sampling, normalised to sum 1."""
     f = torch.as_tensor(taps, dtype=torch.float32)
     f = f.ger(f)
