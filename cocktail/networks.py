@@ -287,10 +287,10 @@ class ToRGBLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution of the 'skip' generator: (up-)conv, conv, and an RGB output added to the image."""
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, conv_clamp, low_precision):
+    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, conv_clamp, use_low_precision):
         super().__init__()
         self.in_channels = in_channels
-        self.low_precision = low_precision
+        self.use_low_precision = use_low_precision
         self.register_buffer("resample_filter", lowpass_filter())
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
@@ -300,8 +300,7 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
 
-    def forward(self, x, img, ws, noise_mode="random", fused_modconv=True):
-        dtype = self.low_precision if self.low_precision is not None else torch.float32
+    def forward(self, x, img, ws, noise_mode="random", fused_modconv=True, dtype=torch.float32):
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
@@ -318,16 +317,41 @@ def _channels(channel_base, channel_max, resolutions):
     return {res: min(channel_base // res, channel_max) for res in resolutions}
 
 
-def _low_precision_from(resolution, img_resolution, num_fp16_res, dtype_name):
-    """Blocks at the ``num_fp16_res`` highest resolutions (never below 8) run in low precision."""
+def _is_low_precision(resolution, img_resolution, num_fp16_res):
+    """Blocks at the ``num_fp16_res`` highest resolutions (never below 8) may run in low precision."""
     threshold = max(2 ** (int(np.log2(img_resolution)) + 1 - num_fp16_res), 8)
-    return LOW_PRECISION_DTYPES[dtype_name] if num_fp16_res > 0 and resolution >= threshold else None
+    return num_fp16_res > 0 and resolution >= threshold
 
 
-class SynthesisNetwork(nn.Module):
+class LowPrecisionBlocks:
+    """Where a network's low-precision blocks (``num_fp16_res``) compute in low precision: a property of
+    the device it runs on, not of its file.
+
+    ``low_precision`` maps a device type to the dtype of those blocks there; by default only CUDA, in the
+    config's ``low_precision_dtype``, as StyleGAN2-ADA intends: on a CPU, float16 is many times slower than
+    float32 (no fast kernels) and less exact. Ask for it elsewhere with e.g.
+    ``G.low_precision["cpu"] = torch.bfloat16``. Every other block, and every block with ``force_fp32``
+    (regularisers with a double backward), computes in float32.
+    """
+
+    low_precision: dict[str, torch.dtype]
+
+    def block_dtype(self, block, device: torch.device, force_fp32: bool = False) -> torch.dtype:
+        if force_fp32 or not block.use_low_precision:
+            return torch.float32
+        return self.low_precision.get(device.type, torch.float32)
+
+    def runs_float16(self, device) -> bool:
+        """Whether some block computes in float16 on ``device`` (its gradients then want loss scaling)."""
+        device = torch.device(device)
+        return any(self.block_dtype(block, device) == torch.float16 for block in self.blocks())
+
+
+class SynthesisNetwork(LowPrecisionBlocks, nn.Module):
     def __init__(self, w_dim, img_resolution, img_channels, channel_base, channel_max, num_fp16_res,
                  conv_clamp, low_precision_dtype):
         super().__init__()
+        self.low_precision = {"cuda": LOW_PRECISION_DTYPES[low_precision_dtype]}
         log2 = int(np.log2(img_resolution))
         self.img_resolution = img_resolution
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
@@ -341,7 +365,7 @@ class SynthesisNetwork(nn.Module):
                 resolution=res,
                 img_channels=img_channels,
                 conv_clamp=conv_clamp,
-                low_precision=_low_precision_from(res, img_resolution, num_fp16_res, low_precision_dtype),
+                use_low_precision=_is_low_precision(res, img_resolution, num_fp16_res),
             )
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
@@ -350,7 +374,7 @@ class SynthesisNetwork(nn.Module):
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def forward(self, ws, noise_mode="random", fused_modconv=None):
+    def forward(self, ws, noise_mode="random", fused_modconv=None, force_fp32=False):
         """``fused_modconv``: None picks the faster (de)modulation path for the batch (same result)."""
         if fused_modconv is None:
             fused_modconv = ws.shape[0] == 1
@@ -359,7 +383,7 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks():
             # A block's ToRGB shares its w with the next block's first convolution.
             x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + 1), noise_mode=noise_mode,
-                           fused_modconv=fused_modconv)
+                           fused_modconv=fused_modconv, dtype=self.block_dtype(block, ws.device, force_fp32))
             w_idx += block.num_conv
         return img
 
@@ -398,20 +422,28 @@ class Generator(ModelMixin, ConfigMixin):
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers)
 
+    @property
+    def low_precision(self) -> dict[str, torch.dtype]:
+        """Device type → dtype of the low-precision synthesis blocks there (see ``LowPrecisionBlocks``)."""
+        return self.synthesis.low_precision
+
+    def runs_float16(self, device) -> bool:
+        return self.synthesis.runs_float16(device)
+
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random",
-                update_emas=False, fused_modconv=None):
+                update_emas=False, fused_modconv=None, force_fp32=False):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
-        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv, force_fp32=force_fp32)
 
 
 class DiscriminatorBlock(nn.Module):
     """One resolution of the 'resnet' discriminator: conv, strided conv, and a 1x1 skip path."""
 
-    def __init__(self, in_channels, tmp_channels, out_channels, img_channels, conv_clamp, low_precision):
+    def __init__(self, in_channels, tmp_channels, out_channels, img_channels, conv_clamp, use_low_precision):
         super().__init__()
         self.in_channels = in_channels
-        self.low_precision = low_precision
+        self.use_low_precision = use_low_precision
         self.register_buffer("resample_filter", lowpass_filter())
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, lrelu=True, conv_clamp=conv_clamp)
@@ -419,8 +451,7 @@ class DiscriminatorBlock(nn.Module):
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, lrelu=True, down=2, conv_clamp=conv_clamp)
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
 
-    def forward(self, x, img):
-        dtype = self.low_precision if self.low_precision is not None else torch.float32
+    def forward(self, x, img, dtype=torch.float32):
         if self.in_channels == 0:
             x = self.fromrgb(img.to(dtype))
         else:
@@ -470,7 +501,7 @@ class DiscriminatorEpilogue(nn.Module):
         return x
 
 
-class Discriminator(ModelMixin, ConfigMixin):
+class Discriminator(LowPrecisionBlocks, ModelMixin, ConfigMixin):
     """StyleGAN2 'resnet' discriminator: ``D(img, c) -> logits [N, 1]``."""
 
     config_name = "config.json"
@@ -496,6 +527,7 @@ class Discriminator(ModelMixin, ConfigMixin):
         if low_precision_dtype not in LOW_PRECISION_DTYPES:
             raise ValueError(f"low_precision_dtype must be one of {sorted(LOW_PRECISION_DTYPES)}")
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        self.low_precision = {"cuda": LOW_PRECISION_DTYPES[low_precision_dtype]}
         log2 = int(np.log2(img_resolution))
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
         channels = _channels(channel_base, channel_max, self.block_resolutions + [4])
@@ -509,7 +541,7 @@ class Discriminator(ModelMixin, ConfigMixin):
                 out_channels=channels[res // 2],
                 img_channels=img_channels,
                 conv_clamp=conv_clamp,
-                low_precision=_low_precision_from(res, img_resolution, num_fp16_res, low_precision_dtype),
+                use_low_precision=_is_low_precision(res, img_resolution, num_fp16_res),
             )
             setattr(self, f"b{res}", block)
         if c_dim > 0:
@@ -521,10 +553,10 @@ class Discriminator(ModelMixin, ConfigMixin):
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def forward(self, img, c=None):
+    def forward(self, img, c=None, force_fp32=False):
         x = None
         for block in self.blocks():
-            x = block(x, img)
+            x = block(x, img, dtype=self.block_dtype(block, img.device, force_fp32))
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         return self.b4(x, cmap)
 

@@ -18,8 +18,10 @@ and sliced ``[rank::world]``, so N processes x B/N follow the same maths as 1 pr
 minibatch-std groups of D line up too. Only StyleGAN2's per-layer noise comes from each rank's
 own RNG.
 
-Mixed precision comes from the Accelerator (bf16, or fp16 with its GradScaler); the R1 and
-path-length steps always run in float32, so their double backward cannot underflow or overflow.
+Mixed precision comes from the Accelerator (bf16, or fp16 with its GradScaler) and from the networks'
+float16 blocks (``num_fp16_res``, on CUDA only; a GradScaler of the loop's own when Accelerate has none):
+a non-finite fp16 step is skipped and the loss scale lowered. The R1 and path-length steps always run
+in float32, blocks included, so their double backward cannot underflow or overflow.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ SAMPLES_DIR = "samples"
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 STATE_FILE = "state.json"  # written last: a checkpoint folder without it is not a checkpoint
 LOG_EVERY = 10  # iterations between progress-bar / tracker updates
+# Skipped float16 steps in a row before a run counts as diverged: by then the loss scale has halved
+# from 2^16 to 2^-16, so no overflow is left to blame.
+MAX_SKIPPED_STEPS = 32
 
 
 @dataclass
@@ -174,7 +179,8 @@ class _Loop:
         self.use_pl = config.pl_weight > 0
         self.opt_g = _adam(self.g_params, config.g_lr, config, config.pl_interval if self.use_pl else None)
         self.opt_d = _adam(self.d_params, config.d_lr, config, config.r1_interval if self.use_r1 else None)
-        self.scaler = getattr(accelerator, "scaler", None)
+        self.scaler = getattr(accelerator, "scaler", None) or _float16_scaler(self.G, self.D, self.device)
+        self.skipped_steps = {}  # consecutive non-finite (skipped) scaled updates, by what they update
         self.pl_mean = torch.zeros([], device=self.device)
 
         self.images_seen = 0
@@ -278,7 +284,7 @@ class _Loop:
     def _g_path_length(self, labels) -> dict[str, float]:
         """Path-length regularisation: |J_w^T y| for image-space noise y should stay near its running mean."""
         cfg = self.cfg
-        images, ws = self._generate(labels[: self.pl_batch], update_emas=False)
+        images, ws = self._generate(labels[: self.pl_batch], update_emas=False, force_fp32=True)
         height, width = images.shape[2:]
         noise = self._shared_draw(torch.randn, self.pl_batch, images.shape[1:]) / math.sqrt(height * width)
         (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
@@ -313,14 +319,14 @@ class _Loop:
         """R1: squared gradient norm of D's real logits w.r.t. the real images."""
         cfg = self.cfg
         reals = reals.detach().requires_grad_(True)
-        logits = self.D(reals, self._c(labels, self.D.c_dim))
+        logits = self.D(reals, self._c(labels, self.D.c_dim), force_fp32=True)
         (grads,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
         penalty = grads.square().sum(dim=[1, 2, 3]).mean()
         values = self._update("D R1 penalty", self.opt_d, self.d_params,
                               penalty * (cfg.r1_gamma / 2 * cfg.r1_interval), [penalty], scaled=False)
         return {"loss/r1_penalty": values[0]}
 
-    def _generate(self, labels, update_emas: bool):
+    def _generate(self, labels, update_emas: bool, force_fp32: bool = False):
         """G's images and ws for ``len(labels)`` fresh latents, with per-sample style mixing."""
         n, G = len(labels), self.G
         z = self._shared_draw(torch.randn, n, [G.z_dim])
@@ -334,7 +340,7 @@ class _Loop:
                 ws2 = G.mapping(self._shared_draw(torch.randn, n, [G.z_dim]), c)
                 later = torch.arange(G.num_ws, device=self.device)[None, :] >= cutoff[:, None]
                 ws = torch.where(later[:, :, None], ws2, ws)
-        return G.synthesis(ws, noise_mode="random"), ws
+        return G.synthesis(ws, noise_mode="random", force_fp32=force_fp32), ws
 
     def _shared_draw(self, fn, n, shape, **kwargs) -> torch.Tensor:
         """Draw for the global batch from the generator all ranks share; keep this rank's rows."""
@@ -364,20 +370,31 @@ class _Loop:
             _all_reduce_mean(flat, self.world)
         checks = torch.cat([flat[-len(scalars):], torch.isfinite(flat[: -len(scalars)]).all().float()[None]])
         checks = checks.tolist()
-        if not math.isfinite(checks[0]):
-            self._diverged(f"{what} is {checks[0]}")
-        if not checks[-1] and scaler is None:
-            self._diverged(f"{what} gradients are not finite")
+        finite = math.isfinite(checks[0]) and checks[-1]
+        if not finite and scaler is None:
+            self._diverged(f"{what} is {checks[0]}" if not math.isfinite(checks[0]) else
+                           f"{what} gradients are not finite")
         offset = 0
         for p in params:
             p.grad = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
-        if scaler is not None:  # non-finite fp16 gradients: the scaler skips the step and lowers its scale
+        if scaler is None:
+            optimizer.step()
+        elif finite:
+            self.skipped_steps[what] = 0
             scaler.step(optimizer)
             scaler.update()
-        else:
-            optimizer.step()
+        else:  # float16 overflowed: skip this step and lower the loss scale, as mixed precision expects
+            self._skip_step(what, scaler)
         return checks[1:-1]
+
+    def _skip_step(self, what, scaler) -> None:
+        """A float16 overflow costs one step; one that no loss scale cures is divergence."""
+        skipped = self.skipped_steps[what] = self.skipped_steps.get(what, 0) + 1
+        if skipped > MAX_SKIPPED_STEPS:
+            self._diverged(f"{what} stayed non-finite for {skipped} steps in a row (loss scale "
+                           f"{scaler.get_scale():g})")
+        scaler.update(new_scale=scaler.get_scale() * scaler.get_backoff_factor())
 
     def _diverged(self, what: str):
         last = latest_checkpoint(self.output_dir)
@@ -653,6 +670,15 @@ def _keep_freed_memory_for_reuse() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters from <malloc.h>
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum: allocations up to 32 MiB use the heap
     libc.mallopt(m_trim_threshold, 1 << 30)  # and up to 1 GiB of free heap stays mapped
+
+
+def _float16_scaler(G: Generator, D: Discriminator, device: torch.device) -> torch.amp.GradScaler | None:
+    """A loss scaler when float16 blocks (``num_fp16_res``) run on this device and Accelerate brought none
+    (``mixed_precision="no"``): their small gradients would underflow unscaled, and an overflow would end
+    the run instead of costing one step."""
+    if G.runs_float16(device) or D.runs_float16(device):
+        return torch.amp.GradScaler(device.type)
+    return None
 
 
 def _adam(params, lr: float, config: TrainingConfig, reg_interval: int | None) -> torch.optim.Adam:

@@ -206,6 +206,23 @@ def test_converted_folder_loads_and_reproduces_reference(snapshots, tmp_path, ta
     assert len(source["sha256"]) == 64
 
 
+def test_checkpoint_with_fp16_layers_generates_in_float32_on_cpu(tmp_path):
+    """Official models have num_fp16_res=4: the file keeps it (for CUDA), a CPU computes in float32."""
+    g_kwargs, d_kwargs = reference_kwargs("uncond")
+    g_kwargs["synthesis_kwargs"]["num_fp16_res"] = d_kwargs["num_fp16_res"] = 4
+    path = write_snapshot(tmp_path / "fp16.pkl", tag="uncond", g_kwargs=g_kwargs, d_kwargs=d_kwargs)
+    model = UnionModel.from_pretrained(convert_stylegan2_pkl(path, tmp_path / "model", write_card=False))
+    G, D = model.generator, model.discriminator
+    assert G.config.num_fp16_res == D.config.num_fp16_res == 4
+    assert [b.use_low_precision for b in G.synthesis.blocks()] == [False, True, True, True]
+    assert G.runs_float16("cuda") and D.runs_float16("cuda") and not G.runs_float16("cpu")
+    seen = []
+    hook = G.synthesis.b32.register_forward_hook(lambda module, args, out: seen.append(out[0].dtype))
+    assert_matches_reference("uncond", G, D)  # the float32 reference, to 1e-4 (float16 blocks: ~1e-2)
+    hook.remove()
+    assert seen == [torch.float32]
+
+
 def test_class_names_and_spec_are_recorded(snapshots, tmp_path):
     folder = convert_stylegan2_pkl(snapshots["uncond"], tmp_path / "cats", class_names=["cat"],
                                    spec="someone/cats@v1", write_card=False)
