@@ -187,6 +187,17 @@ def test_model_card_front_matter_follows_the_sources(tmp_path):
     assert local.data.base_model is None and local.data.library_name == "gan-cocktail"
 
 
+def test_model_card_names_resolution_cites_the_paper_and_says_how_the_model_was_made(tmp_path):
+    made = {"command": "python scripts/train_source.py --kimg 240 --seed 0", "seed": 0, "wall_clock": "5 min"}
+    provenance = {"method": None, "root": None, "sources": [{"name": "cat", "spec": "data/cat"}], "produced_by": made}
+    folder = tiny_model(0, provenance=provenance).save_pretrained(tmp_path / "cat", write_card=False)
+    text = ModelCard.load(write_model_card(folder)).text
+    resolution = TINY_G_KWARGS["img_resolution"]
+    assert f"A StyleGAN2 generator ({resolution}×{resolution} px)" in text
+    assert "https://arxiv.org/abs/2106.03847" in text and "eprint    = {2106.03847}" in text
+    assert "- command: `python scripts/train_source.py --kimg 240 --seed 0`" in text and "- wall clock: 5 min" in text
+
+
 # -- a StyleGAN2-ADA checkpoint on the Hub ----------------------------------------------------------
 
 
