@@ -1,0 +1,48 @@
+"""scripts/prepare_data.py fashion-mnist: IDX files → one folder of 32 px RGB PNGs per class."""
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def prepare_data():
+    spec = importlib.util.spec_from_file_location("prepare_data", ROOT / "scripts" / "prepare_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format: two zero bytes, the type code (0x08: uint8), the rank, big-endian sizes, then the data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_export_pads_and_splits_by_class(prepare_data, tmp_path):
+    rng = np.random.default_rng(0)
+    source = tmp_path / "idx"
+    source.mkdir()
+    images = {"train": rng.integers(0, 256, (5, 28, 28)), "t10k": rng.integers(0, 256, (3, 28, 28))}
+    labels = {"train": np.array([1, 7, 1, 0, 8]), "t10k": np.array([8, 1, 3])}  # 1 trouser, 7 sneaker, 8 bag
+    for split in images:
+        write_idx(source / f"{split}-images-idx3-ubyte.gz", images[split])
+        write_idx(source / f"{split}-labels-idx1-ubyte.gz", labels[split])
+
+    counts = prepare_data.export_fashion_mnist(source, tmp_path / "out", ["trouser", "bag"])
+
+    assert counts == {"trouser": 3, "bag": 2}
+    trousers = sorted((tmp_path / "out" / "trouser").glob("*.png"))
+    first = np.asarray(Image.open(trousers[0]))
+    assert first.shape == (32, 32, 3) and (first[..., 0] == first[..., 2]).all()
+    np.testing.assert_array_equal(first[2:30, 2:30, 0], images["train"][0])  # the original, centred
+    assert first[:2].max() == 0 and first[:, 30:].max() == 0  # on black, like its own background
+    last = np.asarray(Image.open(trousers[-1]))[2:30, 2:30, 0]
+    np.testing.assert_array_equal(last, images["t10k"][1])  # the test split follows the training split
