@@ -35,6 +35,7 @@ from .sources import (
     Source,
     load_source,
     picked_class,
+    split_options,
 )
 from .training import TrainingConfig, train
 from .union import UnionModel, average_networks, make_conditional, network_kwargs
@@ -286,7 +287,7 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
 
     ``spec#class`` picks one class of a multi-class model.
     """
-    base, _, class_label = spec.partition("#")
+    base, _, class_label = split_options(spec)[0].partition("#")
     path = Path(base)
     # A .pkl path that can only be meant locally; anything else (org/name/dir/file.pkl) may be on the Hub.
     local_pkl = path.is_file() or path.is_absolute() or path.parent.is_dir() or base.count("/") < 2
@@ -300,7 +301,7 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
         provenance = {"spec": spec, "sha256": file_sha256(path)}
     elif (ENTRY_POINT.fullmatch(base) and not is_example(base)) or path.suffix in TORCHSCRIPT_SUFFIXES or (
             path.is_dir() and not (path / "generator").is_dir()):
-        load_source(base, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
+        load_source(spec, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
         return Ingredient(name or _default_name(base), spec, {"spec": spec})
     elif is_example(base) or path.is_dir():
         model = UnionModel.from_pretrained(base)
@@ -317,5 +318,7 @@ def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredien
 
 
 def _default_name(spec: str) -> str:
+    if ENTRY_POINT.fullmatch(spec) and not is_example(spec):  # faces:sample → faces, pkg.faces:sample → faces
+        return spec.partition(":")[0].rpartition(".")[2]
     last = re.split(r"[/:]", spec.split("@")[0].rstrip("/"))[-1]
     return last.removesuffix(Path(last).suffix) or "source"

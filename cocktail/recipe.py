@@ -23,6 +23,7 @@ import yaml
 from .assets import PREFIX
 from .errors import CocktailError, first_line
 from .methods import MergePlan, load_ingredient
+from .sources import with_options
 from .training import TrainingConfig
 
 # The embedded default: the example sources shipped in cocktail/assets, sized to finish on a
@@ -83,15 +84,19 @@ def resolve_recipe(*layers: dict) -> dict:
 
 
 def source_entries(recipe: dict) -> list[tuple[str, str | None]]:
-    """(spec, name) pairs from ``sources`` (strings or {spec, name}) and optional ``names``."""
+    """(spec, name) pairs from ``sources`` (strings or {spec, name, options}) and optional ``names``.
+
+    A mapping's other keys are source options (``{spec: faces.ts, z_dim: 100}``), folded into the spec
+    string (``faces.ts?z_dim=100``) that loads the source and that provenance records."""
     entries = []
     for item in recipe["sources"]:
         if isinstance(item, str):
             entries.append((item, None))
         elif isinstance(item, dict) and isinstance(item.get("spec"), str):
-            entries.append((item["spec"], item.get("name")))
+            options = {key: value for key, value in item.items() if key not in ("spec", "name")}
+            entries.append((with_options(item["spec"], options), item.get("name")))
         else:
-            raise CocktailError(f"a source is a spec string or {{spec: ..., name: ...}}, got {item!r}")
+            raise CocktailError(f"a source is a spec string or {{spec: ..., name: ..., <option>: ...}}, got {item!r}")
     names = recipe.get("names")
     if names:
         if len(names) != len(entries):

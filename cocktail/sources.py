@@ -15,7 +15,7 @@ import importlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +32,12 @@ from .union import UnionModel
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
 ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+# What a sampler's file cannot say, carried by its spec: "faces.ts?z_dim=100" on the command line,
+# {spec: faces.ts, z_dim: 100} in a recipe. Only TorchScript samplers take options.
+SOURCE_OPTIONS = {
+    "z_dim": "the latent forward(z) takes: its size (100), or its shape without the batch (100x1x1, "
+             "for DCGAN-style generators whose forward takes [B, 100, 1, 1])",
+}
 
 
 class Source:
@@ -96,7 +102,8 @@ class ForeignSource(Source):
     """Any sampler whose samples we want; only images cross over, resized to our resolution.
 
     * a TorchScript file, called as ``module(z)`` with z ~ N(0, I) of size ``module.z_dim`` (an integer
-      attribute of the scripted module, or ``z_dim=``);
+      attribute of the scripted module), or of the size or shape given as ``z_dim=`` (the spec option
+      ``file.ts?z_dim=100``);
     * a ``module:function`` entry point (or a callable), called as
       ``function(batch_size, generator, device)``.
 
@@ -104,7 +111,7 @@ class ForeignSource(Source):
     """
 
     def __init__(self, path_or_entry: str | Path | Callable, resolution: int, label: int = 0,
-                 num_classes: int = 1, channels: int = 3, z_dim: int | None = None):
+                 num_classes: int = 1, channels: int = 3, z_dim: int | Sequence[int] | str | None = None):
         _check_label(label, num_classes)
         self.label, self.num_classes = label, num_classes
         self.resolution, self.channels = _check_resolution(resolution), channels
@@ -117,10 +124,12 @@ class ForeignSource(Source):
             self.function = _load_entry_point(self.spec)
             return
         self.module = _load_torchscript(Path(self.spec).expanduser())
-        self.z_dim = z_dim or getattr(self.module, "z_dim", None)
-        if not isinstance(self.z_dim, int) or self.z_dim < 1:
-            raise CocktailError(f"{self.spec}: the TorchScript sampler needs an integer attribute z_dim "
-                                "(the size of the latent its forward(z) takes), or pass z_dim=")
+        z_dim = z_dim if z_dim is not None else getattr(self.module, "z_dim", None)
+        if z_dim is None:
+            raise CocktailError(f"{self.spec}: the TorchScript sampler has no z_dim attribute; give the size of "
+                                f"the latent its forward(z) takes as '{self.spec}?z_dim=100' (in a recipe: "
+                                f"{{spec: {self.spec}, z_dim: 100}})")
+        self.z_shape = latent_shape(z_dim, self.spec)
         self._device = torch.device("cpu")
 
     def to(self, device) -> ForeignSource:
@@ -135,7 +144,7 @@ class ForeignSource(Source):
         if self.module is not None:
             if self._device != device:
                 self.to(device)
-            z = torch.randn([batch_size, self.z_dim], generator=generator, device=_draw_device(generator))
+            z = torch.randn([batch_size, *self.z_shape], generator=generator, device=_draw_device(generator))
             with _network_rng(generator, device):
                 images = self.module(z.to(device))
         else:
@@ -301,10 +310,11 @@ def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: 
 
     * a model folder, ``example:<name>`` or Hub id ``org/name[@revision]`` (a multi-class model needs
       ``#<class>`` to pick the class it draws);
-    * a ``.pt`` / ``.ts`` TorchScript file or a ``module:function`` entry point (see ``ForeignSource``);
+    * a ``.pt`` / ``.ts`` TorchScript file, with options after ``?`` (``faces.ts?z_dim=100``, see
+      ``SOURCE_OPTIONS``), or a ``module:function`` entry point (see ``ForeignSource``);
     * a folder of images (every image labelled ``label``).
     """
-    spec = str(spec)
+    spec, options = split_options(spec)
     base, _, class_label = spec.partition("#")
     if Path(spec).expanduser().exists():  # a file or folder whose name has a '#'
         base, class_label = spec, ""
@@ -320,7 +330,7 @@ def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: 
             hint = "; convert it first with scripts/convert.py" if path.suffix == ".pkl" else ""
             raise CocktailError(f"{path}: not a source (expected a model folder, a .pt/.ts TorchScript file, "
                                 f"a module:function entry point or an image folder){hint}")
-        source = ForeignSource(path, resolution, label=label, num_classes=num_classes)
+        source = ForeignSource(path, resolution, label=label, num_classes=num_classes, **options)
     elif ENTRY_POINT.fullmatch(base):
         source = ForeignSource(base, resolution, label=label, num_classes=num_classes)
     elif Path(base.split("@")[0]).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
@@ -331,6 +341,53 @@ def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: 
     else:
         raise CocktailError(f"{base}: no such file or folder")
     return source.to(device)
+
+
+def split_options(spec: str | Path) -> tuple[str, dict]:
+    """``"faces.ts?z_dim=100"`` → ``("faces.ts", {"z_dim": (100,)})``; a spec without options → ``(spec, {})``."""
+    text = str(spec)
+    base, mark, query = text.rpartition("?")
+    if not mark or Path(text).expanduser().exists():  # a file whose name has a '?'
+        return text, {}
+    options = {}
+    for item in query.split("&"):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise CocktailError(f"{text}: source option {item!r} is not key=value")
+        options[key.strip()] = value.strip()
+    return base, _checked_options(base, options)
+
+
+def with_options(spec: str, options: Mapping) -> str:
+    """A spec and its options (a recipe's ``{spec: faces.ts, z_dim: 100}``) as the one string that
+    ``load_source`` reads and provenance records: ``faces.ts?z_dim=100``."""
+    if not options:
+        return spec
+    checked = _checked_options(spec, options)
+    return spec + "?" + "&".join(f"{key}={'x'.join(map(str, value))}" for key, value in checked.items())
+
+
+def _checked_options(base: str, options: Mapping) -> dict:
+    unknown = sorted(set(map(str, options)) - set(SOURCE_OPTIONS))
+    if unknown:
+        known = "; ".join(f"{name}: {meaning}" for name, meaning in SOURCE_OPTIONS.items())
+        raise CocktailError(f"{base}: unknown source option(s) {', '.join(unknown)} (known: {known})")
+    if Path(base).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+        raise CocktailError(f"{base}: source options ({', '.join(options)}) apply to TorchScript samplers "
+                            f"({'/'.join(TORCHSCRIPT_SUFFIXES)} files) only")
+    return {"z_dim": latent_shape(options["z_dim"], base)}
+
+
+def latent_shape(value, where: str) -> tuple[int, ...]:
+    """A latent size or shape — ``100``, ``"100"``, ``"100x1x1"``, ``[100, 1, 1]`` — as a tuple of positive ints."""
+    parts = value.split("x") if isinstance(value, str) else value if isinstance(value, list | tuple) else [value]
+    try:
+        shape = tuple(int(p) for p in parts if not isinstance(p, bool | float))
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or len(shape) != len(parts) or min(shape) < 1:
+        raise CocktailError(f"{where}: z_dim must be a positive integer or a shape like 100x1x1, got {value!r}")
+    return shape
 
 
 def _model_source(spec, class_label, resolution, label, num_classes, truncation) -> ModelSource:

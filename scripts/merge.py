@@ -24,7 +24,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="*", help="source specs: org/name[@rev], org/name/file.pkl[@rev], folder, "
                                               ".pkl, example:<name>, TorchScript file or module:function "
-                                              "(default: the examples)")
+                                              "(default: the examples). A TorchScript file without a z_dim "
+                                              "attribute takes its latent size after '?': 'faces.ts?z_dim=100', "
+                                              "or a shape: 'faces.ts?z_dim=100x1x1' (recipe: {spec: faces.ts, "
+                                              "z_dim: 100})")
     p.add_argument("--config", help="YAML recipe; flags given here override it")
     p.add_argument("--names", nargs="+", help="class name of each source (default: the sources' own names)")
     p.add_argument("--root", help="name or index of the root source (default: the first)")

@@ -9,13 +9,18 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cocktail.errors import CocktailError
+from cocktail.methods import load_ingredient
+from cocktail.recipe import resolve_recipe, source_entries
 from cocktail.sources import (
     ForeignSource,
     ImageFolderSource,
     MixtureSource,
     ModelSource,
+    latent_shape,
     load_source,
     resize_images,
+    split_options,
+    with_options,
 )
 from cocktail.union import UnionModel, make_conditional
 
@@ -183,11 +188,83 @@ def test_foreign_entry_point_from_a_user_module(tmp_path, monkeypatch):
             return pixels.to(device)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_ingredient("user_sampler:sample").name == "user_sampler"  # the module, not "sample"
     source = load_source("user_sampler:sample", 32, label=2, num_classes=3)
     images, labels = source.sample(4, "cpu", seeded(0))
     assert_batch(images, labels, 4, 32, label=2)
     assert torch.equal(images, source.sample(4, "cpu", seeded(0))[0])
     assert not torch.equal(images, source.sample(4, "cpu", seeded(1))[0])
+
+
+class DCGAN(torch.nn.Module):
+    """A plain DCGAN generator, as people script it: forward(z) with z [B, 100, 1, 1], no z_dim attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.ConvTranspose2d(100, 16, 4, 1, 0), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+            torch.nn.ConvTranspose2d(16, 3, 4, 2, 1), torch.nn.Tanh())
+
+    def forward(self, z):
+        return self.net(z)
+
+
+@pytest.fixture
+def dcgan_file(tmp_path):
+    torch.manual_seed(0)
+    module = DCGAN().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(tmp_path / "faces.ts"))
+    return tmp_path / "faces.ts", module
+
+
+def test_a_torchscript_without_z_dim_takes_it_from_its_spec(dcgan_file):
+    path, module = dcgan_file
+    with pytest.raises(CocktailError, match=rf"no z_dim attribute; give .* as '{path}\?z_dim=100' \(in a recipe"):
+        load_source(str(path), 16)
+    source = load_source(f"{path}?z_dim=100x1x1", 16)  # 8 px images, upsampled
+    images, labels = source.sample(3, "cpu", seeded(2))
+    assert_batch(images, labels, 3, 16, label=0)
+    with torch.no_grad():
+        expected = resize_images(module(torch.randn([3, 100, 1, 1], generator=seeded(2))), 16)
+    assert torch.allclose(images, expected, atol=1e-6)
+
+
+def test_source_options_parse_and_print_back(dcgan_file):
+    path = str(dcgan_file[0])
+    assert split_options(f"{path}?z_dim=100") == (path, {"z_dim": (100,)})
+    assert split_options("org/name@v1") == ("org/name@v1", {})
+    for options in ({"z_dim": 100}, {"z_dim": [100, 1, 1]}, {"z_dim": "100x1x1"}):
+        assert split_options(with_options(path, options))[1] == {"z_dim": latent_shape(options["z_dim"], path)}
+    assert with_options(path, {"z_dim": [100, 1, 1]}) == f"{path}?z_dim=100x1x1"
+    assert with_options(path, {}) == path
+    cases = {
+        f"{path}?z_dim=0": "z_dim must be a positive integer or a shape like 100x1x1, got '0'",
+        f"{path}?z_dim=ten": "got 'ten'",
+        f"{path}?zdim=100": r"unknown source option\(s\) zdim \(known: z_dim: the latent",
+        f"{path}?z_dim": "source option 'z_dim' is not key=value",
+        "example:smileys?z_dim=100": r"apply to TorchScript samplers \(.pt/.ts files\) only",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(CocktailError, match=message):
+            load_source(spec, 16)
+    for bad in (True, 2.5, [100, "x"], []):
+        with pytest.raises(CocktailError, match="z_dim must be"):
+            with_options(path, {"z_dim": bad})
+
+
+def test_a_recipe_mapping_carries_source_options_into_the_merge(dcgan_file):
+    path, _ = dcgan_file
+    recipe = resolve_recipe({"sources": ["example:smileys", {"spec": str(path), "z_dim": [100, 1, 1]}]})
+    entries = source_entries(recipe)
+    assert entries[1] == (f"{path}?z_dim=100x1x1", None)
+    ingredient = load_ingredient(*entries[1])
+    assert ingredient.name == "faces" and ingredient.spec == f"{path}?z_dim=100x1x1"
+    images, _ = ingredient.sampler(1, 2, 32, 1.0, "cpu").sample(2, "cpu", seeded(0))
+    assert images.shape == (2, 3, 32, 32)
+    with pytest.raises(CocktailError, match="unknown source option"):
+        source_entries(resolve_recipe({"sources": [{"spec": str(path), "nmae": "faces"}]}))
 
 
 def test_foreign_source_rejects_malformed_output():
