@@ -7,21 +7,30 @@
 * Baselines on the same generated data: ``scratch``, ``transfer`` (TransferGAN), ``ewc``,
   ``freeze_d`` and ``average`` (naive averaging of the raw sources, the paper's failure case).
 
-Each stage's result is saved under ``<output_dir>/stages/<stage>/`` so an interrupted merge
-resumes at the stage (and the checkpoint inside it) where it stopped.
+A comparison of methods is only fair if no stage's result is silently someone else's. So
+``<output_dir>/run.json`` records what decides the whole merge (sources down to their weights, method,
+recipe), and each stage lives in ``<output_dir>/stages/<method>/<stage>-<digest of its inputs>/`` with
+those inputs recorded in it: an interrupted merge resumes at its stage (and the checkpoint inside it),
+and anything else that differs stops the run before training.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import os
 import re
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from .assets import is_example
 from .convert import file_sha256
@@ -37,11 +46,30 @@ from .sources import (
     picked_class,
     split_options,
 )
-from .training import TrainingConfig, train
-from .union import UnionModel, average_networks, make_conditional, network_kwargs
+from .training import (
+    CHECKPOINTS_DIR,
+    STATE_FILE,
+    TrainingConfig,
+    check_minibatch_groups,
+    effective_ema_rampup,
+    number_rule,
+    train,
+)
+from .union import UnionModel, average_networks, check_class_name, make_conditional, network_kwargs
 
 METHODS = ("cocktail", "average", "scratch", "transfer", "ewc", "freeze_d")
 STAGE_DONE = "stage.json"
+STAGE_INPUTS = "inputs.json"  # written when a stage starts: its checkpoints belong to these inputs
+RUN_RECORD = "run.json"
+# What merges change in TrainingConfig's defaults (the paper's recipe): short stages need the EMA ramp-up.
+MERGE_TRAINING = {"ema_rampup": "auto"}
+# Training settings that decide nothing about the result (where it goes, how it is shown, how often saved).
+NOT_DECIDING = ("kimg", "output_dir", "resume_from_checkpoint", "progress", "report_to", "checkpointing_kimg",
+                "checkpoints_total_limit", "sample_every_kimg", "grid_seeds_per_class")
+FISHER_BATCH = 32  # the authors' batch for the Fisher estimate; its scale, and so λ's meaning, depends on it
+FISHER_SEED = 0
+# Parameters the conditional conversion adds or replaces: no source value to stay near (EWC skips them).
+EWC_UNPENALISED = {"G": ("mapping.embed.",), "D": ("mapping.", "b4.out.")}
 
 
 @dataclass
@@ -61,20 +89,39 @@ class Ingredient:
         return load_source(self.spec, resolution, label=label, num_classes=num_classes, device=device,
                            truncation=truncation)
 
+    def fingerprint(self) -> dict:
+        """What identifies this source's images: its provenance plus a digest of its weights (or file)."""
+        if self.model is not None:
+            return {"name": self.name, **self.provenance,
+                    "weights": weights_digest(self.model.generator, self.model.discriminator)}
+        path = Path(split_options(self.spec)[0].partition("#")[0])
+        if path.is_file():
+            return {"name": self.name, **self.provenance, "sha256": file_sha256(path)}
+        if path.is_dir():
+            listing = sorted((str(f.relative_to(path)), f.stat().st_size) for f in path.rglob("*") if f.is_file())
+            return {"name": self.name, **self.provenance, "listing": _digest(listing)}
+        return {"name": self.name, **self.provenance}
+
 
 @dataclass
 class MergePlan:
-    """Everything a merge needs, validated before any training starts."""
+    """Everything a merge needs, validated before any training starts. Its defaults are the merge defaults
+    everywhere (recipes, ``scripts/merge.py``): they are defined here once."""
 
     ingredients: list[Ingredient]
     root: int = 0
     method: str = "cocktail"
-    root_kimg: float = 4.0
-    merge_kimg: float = 8.0
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    root_kimg: float = 8.0
+    merge_kimg: float = 32.0
+    training: TrainingConfig = field(default_factory=lambda: TrainingConfig(**MERGE_TRAINING))
     truncation: float = 1.0  # sources are sampled without truncation, as in the paper
-    ewc_lambda: float = 5e8
-    freeze_d_blocks: int = 1
+    # EWC (Li et al. 2020) weights of the penalty on G's mapping, G's synthesis and D, and the number of
+    # generated samples behind the Fisher information.
+    ewc_g_mapping: float = 5e8
+    ewc_g_synthesis: float = 5e8
+    ewc_d: float = 0.0
+    ewc_samples: int = 4096
+    freeze_d_blocks: int = 1  # Freeze-D: discriminator blocks frozen, counted from the image side
 
     @property
     def class_names(self) -> list[str]:
@@ -84,12 +131,31 @@ class MergePlan:
     def root_model(self) -> UnionModel:
         return self.ingredients[self.root].model
 
-    def validate(self) -> None:
-        """Fail fast, before any training, on everything that can be checked up front."""
+    def check_settings(self, world: int = 1) -> None:
+        """Every setting that needs no model: checked before any source is loaded."""
         if self.method not in METHODS:
             raise CocktailError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        rules = {"root_kimg": number_rule(0), "merge_kimg": number_rule(0, low_open=True),
+                 "truncation": number_rule(0, 1, low_open=True), "ewc_g_mapping": number_rule(0),
+                 "ewc_g_synthesis": number_rule(0), "ewc_d": number_rule(0),
+                 "ewc_samples": number_rule(FISHER_BATCH, integer=True),
+                 "freeze_d_blocks": number_rule(1, integer=True)}
+        for name, rule in rules.items():
+            problem = rule(getattr(self, name))
+            if problem:
+                raise CocktailError(f"{name} {problem} (got {getattr(self, name)!r})")
+        if self.ewc_samples % FISHER_BATCH:
+            raise CocktailError(f"ewc_samples must be a multiple of {FISHER_BATCH}, the Fisher estimate's batch "
+                                f"(got {self.ewc_samples})")
+        self.training.validate(world)
+
+    def validate(self, world: int = 1) -> None:
+        """Fail fast, before any training, on everything that can be checked up front."""
+        self.check_settings(world)
         if len(self.ingredients) < 2:
             raise CocktailError(f"a merge needs at least 2 sources, got {len(self.ingredients)}")
+        for ing in self.ingredients:  # names become folder names: stages/.../root-<name>-…
+            check_class_name(ing.name, f"source {ing.spec}")
         if len(set(self.class_names)) != len(self.class_names):
             raise CocktailError(f"source names must be unique, got {self.class_names}")
         if not 0 <= self.root < len(self.ingredients):
@@ -105,6 +171,12 @@ class MergePlan:
         if root.model.generator.c_dim != 0:
             raise CocktailError(f"root {root.name!r} ({root.spec}) is conditional; the root must be an "
                                 "unconditional single-domain model")
+        check_minibatch_groups(root.model.discriminator, self.training.batch_size, world)
+        blocks = len(root.model.discriminator.block_resolutions)
+        if self.method == "freeze_d" and self.freeze_d_blocks > blocks:
+            raise CocktailError(f"freeze_d_blocks {self.freeze_d_blocks} would freeze every convolution block of "
+                                f"the root's discriminator; at most {blocks} (of b{root.model.generator.img_resolution}"
+                                " … b8; b4 with the output head always trains)")
         if self.method == "average":
             reference = network_kwargs(root.model.generator)
             for ing in self.ingredients:
@@ -113,30 +185,86 @@ class MergePlan:
                                         f"{ing.name!r} ({ing.spec}) does not")
                 if ing.model.discriminator is None:
                     raise CocktailError(f"method 'average' needs every source's discriminator; {ing.name!r} has none")
-        if self.root_kimg < 0 or self.merge_kimg <= 0:
-            raise CocktailError("root_kimg must be >= 0 and merge_kimg > 0")
 
 
+def plan_defaults() -> dict:
+    """The merge settings and their defaults, from MergePlan (recipes and flags derive theirs from it)."""
+    return {f.name: f.default for f in fields(MergePlan) if f.name not in ("ingredients", "root", "training")}
 
-def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=print) -> UnionModel:
-    """Run ``plan.method`` end to end; returns the union (main process saves it to ``output_dir/union``)."""
-    plan.validate()
+
+@dataclass
+class Stage:
+    """One training run of a merge: its name, everything that decides its result, and its folder."""
+
+    name: str
+    inputs: dict
+    folder: Path
+
+
+def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, precision: str) -> list[Stage]:
+    """The stages ``plan`` will run, in order, each with the inputs that decide its result."""
+    common = {"method": plan.method, "training": deciding_training(plan.training), "truncation": plan.truncation,
+              "mixed_precision": precision}
+    root_fp = fingerprints[plan.root]
+    stages = []
+
+    def add(name, **inputs):
+        inputs = {"stage": name, **common, **inputs}
+        stages.append(Stage(name, inputs, output_dir / "stages" / plan.method / f"{name}-{_digest(inputs)[:12]}"))
+        return inputs
+
+    if plan.method == "cocktail":
+        parents = []
+        for i, ing in enumerate(plan.ingredients):
+            if i == plan.root or plan.root_kimg == 0:
+                parents.append(root_fp)
+            else:
+                rooted = add(f"root-{ing.name}", root=root_fp, source=fingerprints[i], kimg=plan.root_kimg)
+                parents.append(_digest(rooted))
+        add("merge", parents=parents, sources=fingerprints, kimg=plan.merge_kimg)
+    elif plan.method == "average":
+        add("merge", parents=fingerprints, sources=fingerprints, kimg=plan.merge_kimg)
+    else:
+        extra = {"ewc": ewc_settings(plan)} if plan.method == "ewc" else {}
+        if plan.method == "freeze_d":
+            extra["freeze_d_blocks"] = plan.freeze_d_blocks
+        add(plan.method, root=root_fp, sources=fingerprints, kimg=plan.merge_kimg, **extra)
+    return stages
+
+
+def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=print,
+              overwrite: bool = False) -> UnionModel:
+    """Run ``plan.method`` end to end; returns the union (main process saves it to ``output_dir/union``).
+
+    ``output_dir`` may hold this same merge (finished stages are reused, an interrupted one resumes); a
+    different one stops the run unless ``overwrite``, which removes it once this run's first stage is done.
+    """
+    plan.validate(accelerator.num_processes if accelerator is not None else 1)
     output_dir = Path(output_dir)
     device = accelerator.device if accelerator is not None else torch.device("cpu")
+    main = accelerator is None or accelerator.is_main_process
+    run, stages, replacing, owner = prepare_output_dir(plan, output_dir, accelerator, overwrite)
     names, n = plan.class_names, len(plan.ingredients)
     resolution = plan.root_model.generator.img_resolution
+    seed = plan.training.seed
 
     def sampler(i, label=None, num_classes=1):
         return plan.ingredients[i].sampler(label if label is not None else 0, num_classes, resolution,
                                            plan.truncation, device)
 
     mixture = MixtureSource([sampler(i, label=i, num_classes=n) for i in range(n)])
-    kimg = {}
+    kimg, rampup, pending = {}, {}, iter(stages)
 
-    def stage(name, G, D, source, **train_kwargs):
-        config = replace(plan.training, kimg=train_kwargs.pop("kimg"), output_dir=str(output_dir / "stages" / name))
-        G, D, done_kimg = run_stage(name, G, D, source, config, accelerator, log, **train_kwargs)
-        kimg[name] = done_kimg
+    def stage(G, D, source, **train_kwargs):
+        nonlocal replacing
+        current = next(pending)
+        config = replace(plan.training, kimg=current.inputs["kimg"], output_dir=str(current.folder),
+                         resume_from_checkpoint=_resume_for(current, plan.training.resume_from_checkpoint, owner))
+        G, D, kimg[current.name] = run_stage(current, G, D, source, config, accelerator, log, **train_kwargs)
+        rampup[current.name] = effective_ema_rampup(config)
+        if replacing:  # the new run has a finished stage: only now does the old one go
+            replace_old_run(output_dir, run, stages, main, log)
+            replacing = False
         return G, D
 
     root = plan.root_model
@@ -148,26 +276,24 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
             elif i == plan.root or plan.root_kimg == 0:
                 parents.append((root.generator, root.discriminator))
             else:
-                parents.append(stage(f"root-{ing.name}", copy.deepcopy(root.generator),
-                                     copy.deepcopy(root.discriminator), sampler(i), kimg=plan.root_kimg))
+                parents.append(stage(copy.deepcopy(root.generator), copy.deepcopy(root.discriminator), sampler(i)))
         G = average_networks([g for g, _ in parents])
         D = average_networks([d for _, d in parents])
-        G, D = make_conditional(G, D, n)
+        G, D = make_conditional(G, D, n, seed=seed)
         distances = weight_distances(plan, parents)
-        G, D = stage("merge", G, D, mixture, kimg=plan.merge_kimg, class_names=names)
+        G, D = stage(G, D, mixture, class_names=names)
     else:
         distances = None
         if plan.method == "scratch":
-            G, D = fresh_networks(root.generator, root.discriminator, n)
+            G, D = fresh_networks(root.generator, root.discriminator, n, seed=seed)
         else:
-            G, D = make_conditional(root.generator, root.discriminator, n)
+            G, D = make_conditional(root.generator, root.discriminator, n, seed=seed)
         extra = {}
         if plan.method == "ewc":
-            fisher = fisher_information(G, D, n, device=device)
-            extra["g_penalty"] = ewc_penalty(G, fisher, plan.ewc_lambda)
+            extra = ewc_penalties(plan, G, D, accelerator, log)
         if plan.method == "freeze_d":
             extra["frozen_d_prefixes"] = tuple(f"b{res}." for res in D.block_resolutions[: plan.freeze_d_blocks])
-        G, D = stage(plan.method, G, D, mixture, kimg=plan.merge_kimg, class_names=names, **extra)
+        G, D = stage(G, D, mixture, class_names=names, **extra)
 
     provenance = {
         "method": plan.method,
@@ -175,35 +301,126 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
         "sources": [{"name": ing.name, **ing.provenance} for ing in plan.ingredients],
         "recipe": plan_recipe(plan),
         "kimg": kimg,
+        "ema_rampup": rampup,  # per stage, as "auto" resolved it
     }
     if distances is not None:
         provenance["weight_distances"] = distances["summary"]
     union = UnionModel(G.eval(), D.eval(), names, provenance)
-    if accelerator is None or accelerator.is_main_process:
+    if main:
         union.save_pretrained(output_dir / "union")
         if distances is not None:
             (output_dir / "union" / "weight_distances.json").write_text(json.dumps(distances, indent=2) + "\n")
     return union
 
 
-def run_stage(name, G, D, source, config: TrainingConfig, accelerator, log, class_names=None, **train_kwargs):
-    """Train one stage, or load it if a previous run finished it; returns (G_ema, D, kimg)."""
-    stage_dir = Path(config.output_dir)
-    done = stage_dir / STAGE_DONE
+def prepare_output_dir(plan: MergePlan, output_dir: Path, accelerator, overwrite: bool):
+    """Everything about ``output_dir`` that can stop the run, checked before any training: returns the run's
+    record, its stages, whether an old run is to be replaced, and the stage owning an explicit checkpoint."""
+    main = accelerator is None or accelerator.is_main_process
+    precision = str(accelerator.mixed_precision) if accelerator is not None else "no"
+    fingerprints = [ing.fingerprint() for ing in plan.ingredients]
+    run = {"method": plan.method, "root": plan.class_names[plan.root], "sources": fingerprints,
+           "recipe": plan_recipe(plan), "mixed_precision": precision}
+    stages = plan_stages(plan, fingerprints, output_dir, precision)
+    replacing = claim_output_dir(output_dir, run, overwrite, main)
+    for stage in stages:
+        check_stage_folder(stage)
+    return run, stages, replacing, checkpoint_owner(plan.training.resume_from_checkpoint, stages)
+
+
+def claim_output_dir(output_dir: Path, run: dict, overwrite: bool, main: bool) -> bool:
+    """Make ``output_dir`` this run's, or refuse before any training; True when an old run is to be replaced."""
+    record = output_dir / RUN_RECORD
+    if record.is_file():
+        old = json.loads(record.read_text())
+        if old == run:
+            return False
+        what = "; ".join(_differences(old, run)[:3])
+    elif (output_dir / "stages").is_dir() or (output_dir / "union").is_dir():
+        what = f"made without a {RUN_RECORD} recording its inputs"
+    else:
+        if main:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(record, run)
+        return False
+    if not overwrite:
+        raise CocktailError(f"{output_dir} holds a different merge ({what}); use a new --output_dir, or "
+                            "--overwrite_output_dir to replace it (kept until the new run finishes its first stage)")
+    return True
+
+
+def replace_old_run(output_dir: Path, run: dict, stages: list[Stage], main: bool, log) -> None:
+    """Remove what an old run left (its union and every stage folder this run does not use); record this run."""
+    if main:
+        keep = {stage.folder.resolve() for stage in stages}
+        stage_root = output_dir / "stages"
+        old = [p for p in stage_root.glob("*/*") if p.is_dir() and p.resolve() not in keep]
+        old += [p for p in stage_root.glob("*") if (p / STAGE_DONE).is_file()]  # an older layout
+        for path in [*old, output_dir / "union"]:
+            shutil.rmtree(path, ignore_errors=True)
+        for method_folder in stage_root.glob("*"):
+            if method_folder.is_dir() and not any(method_folder.iterdir()):
+                method_folder.rmdir()
+        _write_json(output_dir / RUN_RECORD, run)
+        log(f"--overwrite_output_dir: removed the previous merge's results from {output_dir}")
+
+
+def check_stage_folder(stage: Stage) -> None:
+    """A stage folder's recorded inputs must be this stage's (a finished one is reused, checkpoints resumed)."""
+    for record in (stage.folder / STAGE_DONE, stage.folder / STAGE_INPUTS):
+        if record.is_file():
+            recorded = json.loads(record.read_text())
+            recorded = recorded.get("inputs") if record.name == STAGE_DONE else recorded
+            if recorded != stage.inputs:
+                differences = "; ".join(_differences(recorded or {}, stage.inputs)[:3])
+                raise CocktailError(f"{stage.folder} holds stage {stage.name} of other inputs ({differences}); "
+                                    "use a new --output_dir, or --overwrite_output_dir")
+
+
+def checkpoint_owner(resume: str | None, stages: list[Stage]) -> Stage | None:
+    """The stage whose checkpoints folder holds an explicit ``--resume_from_checkpoint`` path (none for 'latest')."""
+    if resume in (None, "latest"):
+        return None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise CocktailError(f"{path}: not a training checkpoint (no {STATE_FILE})")
+    for stage in stages:
+        if path.resolve().parent == (stage.folder / CHECKPOINTS_DIR).resolve():
+            return stage
+    raise CocktailError(f"{path} is not a checkpoint of any stage of this merge (they are under "
+                        f"{stages[0].folder.parent}); use 'latest' or a checkpoint from those folders")
+
+
+def _resume_for(stage: Stage, resume: str | None, owner: Stage | None) -> str | None:
+    """An explicit checkpoint for the stage that owns it; for every other stage, its own latest if it has one."""
+    if owner is not None and stage.name == owner.name:
+        return resume
+    if resume == "latest" or (stage.folder / CHECKPOINTS_DIR).is_dir():
+        return "latest"
+    return None
+
+
+def run_stage(stage: Stage, G, D, source, config: TrainingConfig, accelerator, log, class_names=None,
+              **train_kwargs):
+    """Train one stage, or load it if a run with the same inputs finished it; returns (G_ema, D, kimg)."""
+    done = stage.folder / STAGE_DONE
+    main = accelerator is None or accelerator.is_main_process
     if done.is_file():
         info = json.loads(done.read_text())
-        model = UnionModel.from_pretrained(stage_dir / "model")
-        log(f"stage {name}: already done ({info['kimg']} kimg), loaded from {stage_dir / 'model'}")
+        model = UnionModel.from_pretrained(stage.folder / "model")
+        log(f"stage {stage.name}: already done ({info['kimg']} kimg, same inputs), loaded from {stage.folder}")
         return model.generator, model.discriminator, info["kimg"]
-    if config.resume_from_checkpoint is None and (stage_dir / "checkpoints").is_dir():
-        config = replace(config, resume_from_checkpoint="latest")  # an interrupted merge goes on where it was
-    log(f"stage {name}: training {config.kimg:g} kimg")
-    result = train(G, D, source, config, accelerator=accelerator, class_names=class_names, description=name,
+    if main:
+        stage.folder.mkdir(parents=True, exist_ok=True)
+        _write_json(stage.folder / STAGE_INPUTS, stage.inputs)
+    log(f"stage {stage.name}: training {config.kimg:g} kimg in {stage.folder}")
+    result = train(G, D, source, config, accelerator=accelerator, class_names=class_names, description=stage.name,
                    **train_kwargs)
     G_ema, D = result.G_ema.eval(), result.D.eval()
-    if accelerator is None or accelerator.is_main_process:
-        UnionModel(G_ema, D, class_names).save_pretrained(stage_dir / "model", write_card=False)
-        done.write_text(json.dumps({"stage": name, "kimg": result.kimg}) + "\n")
+    if main:
+        UnionModel(G_ema, D, class_names).save_pretrained(stage.folder / "model", write_card=False)
+        _write_json(done, {"stage": stage.name, "kimg": result.kimg, "ema_rampup": effective_ema_rampup(config),
+                           "inputs": stage.inputs})
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return G_ema, D, result.kimg
@@ -216,38 +433,185 @@ def fresh_networks(reference_g: Generator, reference_d: Discriminator, num_class
             Discriminator(**network_kwargs(reference_d, c_dim=num_classes)))
 
 
-def fisher_information(G: Generator, D: Discriminator, num_classes: int, batches: int = 4, batch_size: int = 16,
-                       device="cpu", seed: int = 0) -> dict[str, torch.Tensor]:
-    """Diagonal Fisher of G's weights from its own samples, judged by its own D (EWC, Li et al. 2020).
+# -- EWC ------------------------------------------------------------------------------------
 
-    F_i = E[(∂ log D(G(z)) / ∂θ_i)²], estimated on ``batches`` batches of generated images.
+
+def ewc_settings(plan: MergePlan) -> dict:
+    return {"g_mapping": plan.ewc_g_mapping, "g_synthesis": plan.ewc_g_synthesis, "d": plan.ewc_d,
+            "samples": plan.ewc_samples, "batch": FISHER_BATCH, "seed": FISHER_SEED}
+
+
+def ewc_penalties(plan: MergePlan, G: Generator, D: Discriminator, accelerator, log) -> dict:
+    """EWC's penalties for the converted root (G, D), from the Fisher information of the source root."""
+    root = plan.root_model
+    fisher = cached_fisher(root.generator, root.discriminator, plan.ewc_samples, accelerator, log)
+    penalties = {"g_penalty": ewc_penalty(G, conditional_fisher(fisher["G"], G, EWC_UNPENALISED["G"]),
+                                          {"mapping.": plan.ewc_g_mapping, "synthesis.": plan.ewc_g_synthesis}),
+                 "d_penalty": ewc_penalty(D, conditional_fisher(fisher["D"], D, EWC_UNPENALISED["D"]),
+                                          {"": plan.ewc_d})}
+    return {key: value for key, value in penalties.items() if value is not None}
+
+
+def diagonal_fisher(batch_log_likelihood: Callable[[], torch.Tensor], params: dict[str, torch.Tensor],
+                    batches: int, progress: bool = True) -> dict[str, torch.Tensor]:
+    """F_i = E_b[(∂ℓ_b/∂θ_i)²], ℓ_b the mean log-likelihood of batch b, over ``batches`` fresh batches.
+
+    The squared gradient of a batch mean, as the GAN Cocktail authors estimated it: its scale depends on
+    the batch size (FISHER_BATCH), which therefore belongs to the cache key and the provenance.
     """
-    G, D = G.to(device), D.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    fisher = {name: torch.zeros_like(p) for name, p in G.named_parameters()}
-    for _ in range(batches):
-        z = torch.randn([batch_size, G.z_dim], generator=gen).to(device)
-        labels = torch.randint(num_classes, [batch_size], generator=gen)
-        c = torch.nn.functional.one_hot(labels, num_classes).float().to(device)
-        log_likelihood = -torch.nn.functional.softplus(-D(G(z, c, noise_mode="const"), c)).mean()
-        grads = torch.autograd.grad(log_likelihood, list(G.parameters()), allow_unused=True)
-        for (name, _), grad in zip(G.named_parameters(), grads, strict=True):
+    names, tensors = list(params), list(params.values())
+    fisher = {name: torch.zeros_like(p) for name, p in params.items()}
+    for _ in tqdm(range(batches), desc="Fisher information", unit="batch", disable=not progress):
+        grads = torch.autograd.grad(batch_log_likelihood(), tensors, allow_unused=True)
+        for name, grad in zip(names, grads, strict=True):
             if grad is not None:
                 fisher[name] += grad.detach().square() / batches
     return fisher
 
 
-def ewc_penalty(G: Generator, fisher: dict[str, torch.Tensor], weight: float) -> Callable[[Generator], torch.Tensor]:
-    """λ Σ F_i (θ_i − θ*_i)²: keeps the weights that mattered to the source near their source values."""
-    anchor = {name: p.detach().clone() for name, p in G.named_parameters()}
+def fisher_information(G: Generator, D: Discriminator, samples: int, device="cpu",
+                       progress: bool = True) -> dict[str, dict[str, torch.Tensor]]:
+    """Diagonal Fisher of G's and D's weights (Li et al. 2020): the log-likelihood is log D(G(z)), D's
+    belief that G's own samples are real, as in the authors' run; ``samples`` / FISHER_BATCH batches."""
+    G = copy.deepcopy(G).to(device).eval().requires_grad_(True)
+    D = copy.deepcopy(D).to(device).eval().requires_grad_(True)
+    latents = torch.Generator().manual_seed(FISHER_SEED)
 
-    def penalty(current: Generator) -> torch.Tensor:
+    def batch_log_likelihood():
+        z = torch.randn([FISHER_BATCH, G.z_dim], generator=latents).to(device)
+        labels = torch.randint(max(G.c_dim, 1), [FISHER_BATCH], generator=latents).to(device)
+        c = F.one_hot(labels, G.c_dim).float() if G.c_dim else None
+        return -F.softplus(-D(G(z, c, noise_mode="const"), c).float()).mean()
+
+    params = {f"G.{n}": p for n, p in G.named_parameters()} | {f"D.{n}": p for n, p in D.named_parameters()}
+    fisher = diagonal_fisher(batch_log_likelihood, params, samples // FISHER_BATCH, progress)
+    return {kind: {name.removeprefix(f"{kind}."): value.cpu() for name, value in fisher.items()
+                   if name.startswith(f"{kind}.")} for kind in ("G", "D")}
+
+
+def fisher_cache_dir() -> Path:
+    """Where Fisher estimates are kept, next to the other assets of the Hugging Face cache."""
+    from huggingface_hub import cached_assets_path
+
+    from .hub import LIBRARY_NAME
+
+    return Path(cached_assets_path(LIBRARY_NAME, namespace="fisher-information"))
+
+
+def cached_fisher(G: Generator, D: Discriminator, samples: int, accelerator, log) -> dict:
+    """The Fisher information of a source, estimated once per (weights, samples, batch, seed) and then reused
+    by every EWC run of that source; the main process estimates it, every process reads the file."""
+    key = _digest([weights_digest(G, D), samples, FISHER_BATCH, FISHER_SEED, "log D(G(z)), batch mean"])
+    path = fisher_cache_dir() / f"{key[:32]}.safetensors"
+    main = accelerator is None or accelerator.is_main_process
+    if not path.is_file() and main:
+        log(f"EWC: estimating the root's Fisher information from {samples} samples")
+        device = accelerator.device if accelerator is not None else "cpu"
+        fisher = fisher_information(G, D, samples, device=device)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        save_file({f"{kind}.{name}": value.contiguous() for kind in fisher for name, value in fisher[kind].items()},
+                  str(tmp))
+        os.replace(tmp, path)
+    elif main:
+        log(f"EWC: the root's Fisher information ({samples} samples) from the cache, {path}")
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    flat = load_file(str(path))
+    return {kind: {name.removeprefix(f"{kind}."): value for name, value in flat.items() if name.startswith(f"{kind}.")}
+            for kind in ("G", "D")}
+
+
+def conditional_fisher(source_fisher: dict[str, torch.Tensor], network: torch.nn.Module,
+                       unpenalised: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The source's Fisher laid over the converted network's parameters; the ones conversion added get none.
+
+    mapping.fc0.weight gained columns for the class embedding (no penalty) and a fan-in rescale of its
+    stored values by sqrt(new_in / old_in): the source columns' Fisher scales by old_in / new_in, so that
+    F·(θ − θ*)² is the same quantity as in the source.
+    """
+    fisher = {}
+    for name, p in network.named_parameters():
+        if name.startswith(unpenalised) or name not in source_fisher:
+            continue
+        value = source_fisher[name].to(p.device)
+        if value.shape != p.shape:
+            if value.ndim != 2 or value.shape[0] != p.shape[0] or value.shape[1] > p.shape[1]:
+                raise CocktailError(f"EWC: {name} has shape {tuple(p.shape)}, the source's {tuple(value.shape)}")
+            widened = torch.zeros_like(p)
+            widened[:, : value.shape[1]] = value * (value.shape[1] / p.shape[1])
+            value = widened
+        fisher[name] = value
+    return fisher
+
+
+def ewc_penalty(network: torch.nn.Module, fisher: dict[str, torch.Tensor],
+                weights: dict[str, float]) -> Callable[[torch.nn.Module], torch.Tensor] | None:
+    """Σ_groups λ_group Σ_i F_i (θ_i − θ*_i)², θ* = the weights now (the source's); groups by name prefix
+    (G: "mapping." and "synthesis."; D: all). None when every λ is 0."""
+    terms = [(name, weight, prefix) for prefix, weight in weights.items() if weight
+             for name in fisher if name.startswith(prefix)]
+    if not terms:
+        return None
+    anchor = {name: p.detach().clone() for name, p in network.named_parameters() if name in fisher}
+
+    def penalty(current: torch.nn.Module) -> torch.Tensor:
+        params = dict(current.named_parameters())
         total = 0.0
-        for name, p in current.named_parameters():
-            total = total + (fisher[name].to(p.device) * (p - anchor[name].to(p.device)).square()).sum()
-        return weight * total
+        for name, weight, _ in terms:
+            p = params[name]
+            total = total + weight * (fisher[name].to(p.device) * (p - anchor[name].to(p.device)).square()).sum()
+        return total
 
     return penalty
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+def weights_digest(*modules: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (names and bytes): the identity of a model's weights."""
+    digest = hashlib.sha256()
+    for module in modules:
+        if module is None:
+            continue
+        for name, tensor in module.state_dict().items():
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def deciding_training(config: TrainingConfig) -> dict:
+    """The training settings that decide a result (not where it is written, how it is shown or saved)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items() if k not in NOT_DECIDING}
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _differences(old, new, path: str = "") -> list[str]:
+    """Where two JSON values differ, as 'path: old → new' lines (for one-line errors)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in sorted(set(old) | set(new), key=str)
+                for line in _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [line for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for line in _differences(a, b, f"{path}[{i}]")]
+    if old == new:
+        return []
+    return [f"{path or 'value'}: {_short(old)} → {_short(new)}"]
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _write_json(path: Path, value) -> None:
+    """Write atomically: a record is either the old one or the new one, never half of each."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
 
 
 def weight_distances(plan: MergePlan, parents) -> dict:
@@ -273,13 +637,14 @@ def weight_distances(plan: MergePlan, parents) -> dict:
 
 
 def plan_recipe(plan: MergePlan) -> dict:
-    """The hyper-parameters that decide the result, as recorded in provenance."""
-    training = {k: v for k, v in vars(plan.training).items()
-                if k not in ("output_dir", "resume_from_checkpoint", "progress", "report_to", "kimg")}
-    return {"method": plan.method, "root_kimg": plan.root_kimg, "merge_kimg": plan.merge_kimg,
-            "truncation": plan.truncation, "ewc_lambda": plan.ewc_lambda if plan.method == "ewc" else None,
-            "freeze_d_blocks": plan.freeze_d_blocks if plan.method == "freeze_d" else None, "training": training}
-
+    """The settings that decide the result, as recorded in provenance (and compared before reusing stages)."""
+    recipe = {"method": plan.method, "root_kimg": plan.root_kimg, "merge_kimg": plan.merge_kimg,
+              "truncation": plan.truncation, "training": deciding_training(plan.training)}
+    if plan.method == "ewc":
+        recipe["ewc"] = ewc_settings(plan)
+    if plan.method == "freeze_d":
+        recipe["freeze_d_blocks"] = plan.freeze_d_blocks
+    return recipe
 
 
 def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredient:

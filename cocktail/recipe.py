@@ -7,22 +7,25 @@ A recipe names everything a merge depends on, so it is also what provenance reco
       - {spec: org/cats@v1.0, name: cat}
     root: smileys                 # a source name or index (default: the first)
     method: cocktail              # or average, scratch, transfer, ewc, freeze_d
-    root_kimg: 4
-    merge_kimg: 8
+    root_kimg: 8                  # defaults: MergePlan's (cocktail.methods), the one definition
+    merge_kimg: 32
     training: {batch_size: 32, r1_gamma: 10, pl_weight: 2}
     output_dir: outputs/cocktail
+
+Every setting is checked (types, ranges, finiteness, divisibility) before any source is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from .assets import PREFIX
 from .errors import CocktailError, first_line
-from .methods import MergePlan, load_ingredient
+from .methods import MERGE_TRAINING, MergePlan, load_ingredient, plan_defaults
 from .sources import with_options
 from .training import TrainingConfig
 
@@ -33,14 +36,10 @@ DEFAULTS = {
     "sources": DEFAULT_SOURCES,
     "names": None,
     "root": None,
-    "method": "cocktail",
-    "root_kimg": 8.0,
-    "merge_kimg": 32.0,
-    "truncation": 1.0,
-    "ewc_lambda": 5e8,
-    "freeze_d_blocks": 1,
+    **plan_defaults(),
     "training": {},
     "output_dir": "outputs/cocktail",
+    "overwrite_output_dir": False,
     "mixed_precision": "no",
     "report_to": None,
     "push_to_hub": False,
@@ -105,29 +104,30 @@ def source_entries(recipe: dict) -> list[tuple[str, str | None]]:
     return entries
 
 
-def build_plan(recipe: dict, token=None) -> MergePlan:
-    """Load every source (failing fast on any that cannot be reached) and validate the plan."""
-    ingredients = [load_ingredient(spec, name, token=token) for spec, name in source_entries(recipe)]
-    names = [ing.name for ing in ingredients]
-    root = recipe["root"]
-    if root is None:
-        root_index = 0
-    elif isinstance(root, int) or (isinstance(root, str) and root.isdigit()):
-        root_index = int(root)
-    elif root in names:
-        root_index = names.index(root)
-    else:
-        raise CocktailError(f"root {root!r} is not one of the sources: {', '.join(names)}")
+def build_plan(recipe: dict, token=None, world: int = 1) -> MergePlan:
+    """Check every setting, then load the sources (failing fast on any that cannot be reached) and validate."""
     try:
-        training = TrainingConfig(**recipe["training"], report_to=recipe["report_to"])
+        training = TrainingConfig(**{**MERGE_TRAINING, **recipe["training"]}, report_to=recipe["report_to"])
     except TypeError as err:
         raise CocktailError(f"bad training settings: {err}") from None
-    plan = MergePlan(ingredients=ingredients, root=root_index, method=recipe["method"],
-                     root_kimg=float(recipe["root_kimg"]), merge_kimg=float(recipe["merge_kimg"]),
-                     training=training, truncation=float(recipe["truncation"]),
-                     ewc_lambda=float(recipe["ewc_lambda"]), freeze_d_blocks=int(recipe["freeze_d_blocks"]))
-    plan.validate()
+    settings = {key: recipe[key] for key in plan_defaults()}
+    draft = MergePlan(ingredients=[], training=training, **settings)
+    draft.check_settings(world)
+    ingredients = [load_ingredient(spec, name, token=token) for spec, name in source_entries(recipe)]
+    plan = replace(draft, ingredients=ingredients, root=root_index(recipe["root"], [ing.name for ing in ingredients]))
+    plan.validate(world)
     return plan
+
+
+def root_index(root, names: list[str]) -> int:
+    """``root``: a source name or index; the first source when unset."""
+    if root is None:
+        return 0
+    if isinstance(root, int) or (isinstance(root, str) and root.isdigit()):
+        return int(root)
+    if root in names:
+        return names.index(root)
+    raise CocktailError(f"root {root!r} is not one of the sources: {', '.join(names)}")
 
 
 def check_output_dir(path: str | Path) -> Path:

@@ -10,6 +10,7 @@ Multi-GPU and multi-node come from ``accelerate launch`` itself.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from cocktail.cli import add_training_flags, training_settings  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
+from cocktail.methods import FISHER_BATCH, MERGE_TRAINING, METHODS  # noqa: E402
+from cocktail.recipe import DEFAULTS  # noqa: E402
+from cocktail.training import TrainingConfig  # noqa: E402
+
+# Merge settings: flag → help. Their defaults come from MergePlan (through the recipe's DEFAULTS), the one
+# place they are defined.
+PLAN_FLAGS = {
+    "root_kimg": "training length of each rooting stage, in thousands of images",
+    "merge_kimg": "training length of the merged model's fine-tuning (and of every baseline)",
+    "truncation": "truncation psi used to sample the sources (paper: 1.0)",
+    "ewc_g_mapping": "EWC: penalty weight on G's mapping network",
+    "ewc_g_synthesis": "EWC: penalty weight on G's synthesis network",
+    "ewc_d": "EWC: penalty weight on D (the class embedding and projection head are never penalised)",
+    "ewc_samples": f"EWC: generated samples behind the Fisher information (a multiple of {FISHER_BATCH}; "
+                   "estimated once per root and cached)",
+    "freeze_d_blocks": "Freeze-D: discriminator blocks kept frozen, counted from the image side (1 = the "
+                       "full-resolution block b<res>, 2 = it and b<res/2>, …); b4 with the output head always "
+                       "trains, so at most log2(resolution) - 2",
+}
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="*", help="source specs: org/name[@rev], org/name/file.pkl[@rev], folder, "
                                               ".pkl, example:<name>, TorchScript file or module:function "
@@ -31,25 +51,33 @@ def parse_args(argv=None):
     p.add_argument("--config", help="YAML recipe; flags given here override it")
     p.add_argument("--names", nargs="+", help="class name of each source (default: the sources' own names)")
     p.add_argument("--root", help="name or index of the root source (default: the first)")
-    p.add_argument("--method", choices=["cocktail", "average", "scratch", "transfer", "ewc", "freeze_d"])
-    p.add_argument("--root_kimg", type=float, help="training length of each rooting stage, in thousands of images")
-    p.add_argument("--merge_kimg", type=float, help="training length of the merged model's fine-tuning")
-    p.add_argument("--truncation", type=float, help="truncation psi used to sample the sources (paper: 1.0)")
-    p.add_argument("--output_dir")
-    add_training_flags(p, help_overrides={"resume_from_checkpoint": "'latest' or a checkpoint folder (interrupted "
-                                          "merges resume their stage automatically)"})
+    p.add_argument("--method", choices=METHODS, help=f"(default: {DEFAULTS['method']})")
+    for flag, text in PLAN_FLAGS.items():
+        p.add_argument(f"--{flag}", type=type(DEFAULTS[flag]), help=f"{text} (default: {DEFAULTS[flag]:g})")
+    p.add_argument("--output_dir", help=f"(default: {DEFAULTS['output_dir']})")
+    p.add_argument("--overwrite_output_dir", action="store_true", default=None,
+                   help="replace a different merge found in --output_dir (it is kept until this run's first "
+                        "stage is done); without it such a folder stops the run")
+    training = {**dataclasses.asdict(TrainingConfig()), **MERGE_TRAINING}
+    add_training_flags(p, help_overrides={"resume_from_checkpoint": "'latest' or a checkpoint folder of one stage, "
+                                          "which it resumes (interrupted merges resume their stage automatically)"},
+                       shown_defaults={**training, "learning_rate": training["g_lr"]})
     p.add_argument("--push_to_hub", action="store_true", default=None)
     p.add_argument("--hub_model_id")
     p.add_argument("--hub_private_repo", action="store_true", default=None)
     p.add_argument("--hub_token", help="default: the token saved by `hf auth login` or HF_TOKEN")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def flag_layer(args) -> dict:
     """The recipe keys the command line sets explicitly."""
     return {
         "sources": args.sources or None, "names": args.names, "root": args.root, "method": args.method,
-        "root_kimg": args.root_kimg, "merge_kimg": args.merge_kimg, "truncation": args.truncation,
+        **{flag: getattr(args, flag) for flag in PLAN_FLAGS}, "overwrite_output_dir": args.overwrite_output_dir,
         "output_dir": args.output_dir, "mixed_precision": args.mixed_precision, "report_to": args.report_to,
         "push_to_hub": args.push_to_hub, "hub_model_id": args.hub_model_id,
         "hub_private_repo": args.hub_private_repo, "training": training_settings(args),
@@ -71,12 +99,12 @@ def main(argv=None) -> int:
                               project_dir=str(output_dir))
     log = accelerator.print
     started = time.time()
-    plan = build_plan(recipe, token=args.hub_token)
+    plan = build_plan(recipe, token=args.hub_token, world=accelerator.num_processes)
     log(f"merging {len(plan.ingredients)} sources with '{plan.method}' (root: {plan.class_names[plan.root]}) "
         f"on {accelerator.num_processes} process(es), {accelerator.device}")
     from cocktail.methods import run_merge
 
-    run_merge(plan, output_dir, accelerator=accelerator, log=log)
+    run_merge(plan, output_dir, accelerator=accelerator, log=log, overwrite=bool(recipe["overwrite_output_dir"]))
     union_dir = output_dir / "union"
     if accelerator.is_main_process:
         log(f"done in {time.time() - started:.0f} s: union model with classes {', '.join(plan.class_names)} "

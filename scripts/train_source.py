@@ -45,8 +45,7 @@ def parse_args(argv=None):
         p.add_argument(f"--{flag}", type=int, help=f"override the preset's {flag}")
     p.add_argument("--kimg", type=float, default=100.0, help="training length, thousands of images")
     add_training_flags(p, batch_size=32, learning_rate=0.002, r1_gamma=10.0, pl_weight=2.0, style_mixing_prob=0.9,
-                       ema_kimg=10.0, checkpoints_total_limit=2, seed=0)
-    p.add_argument("--ema_rampup", type=float, help="e.g. 0.05: EMA half-life at most 5%% of images seen")
+                       ema_kimg=10.0, ema_rampup="auto", checkpoints_total_limit=2, seed=0)
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -89,14 +88,17 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
 
     from cocktail.sources import load_source
-    from cocktail.training import TrainingConfig, train
+    from cocktail.training import TrainingConfig, effective_ema_rampup, train
     from cocktail.union import UnionModel, network_kwargs
 
     output_dir = Path(args.output_dir)
     training_dir = Path(args.training_dir or f"{output_dir}-training")
     name = args.name or Path(args.data_dir.rstrip("/")).name or "source"
+    config = TrainingConfig(kimg=args.kimg, output_dir=str(training_dir), report_to=args.report_to,
+                            progress=not args.no_progress, **training_settings(args))
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=args.report_to,
                               project_dir=str(training_dir))
+    config.validate(accelerator.num_processes)  # every setting, before any model or image is loaded
     if args.init:
         G, D = load_init(args.init, args.resolution)
         start = {"init": args.init}
@@ -105,8 +107,6 @@ def main(argv=None) -> int:
     if not args.init:
         G, D = fresh_networks(args, source.resolution, getattr(source, "channels", 3))
         start = {"architecture": network_kwargs(G)}
-    config = TrainingConfig(kimg=args.kimg, ema_rampup=args.ema_rampup, output_dir=str(training_dir),
-                            report_to=args.report_to, progress=not args.no_progress, **training_settings(args))
     accelerator.print(f"training '{name}' ({G.img_resolution} px) on {args.data_dir} for {args.kimg:g} kimg "
                       f"on {accelerator.num_processes} process(es), {accelerator.device}")
     result = train(G, D, source, config, accelerator=accelerator, class_names=[name], description=name)
@@ -116,7 +116,8 @@ def main(argv=None) -> int:
         provenance = {"method": None, "root": None,
                       "sources": [{"name": name, "spec": args.data_dir, "repo_id": None, "revision": None,
                                    "commit": None}],
-                      "recipe": {**recipe, **start}, "kimg": {"train": result.kimg}, "metrics": {}}
+                      "recipe": {**recipe, **start, "ema_rampup_used": effective_ema_rampup(config)},
+                      "kimg": {"train": result.kimg}, "metrics": {}}
         UnionModel(generator=result.G_ema, discriminator=result.D, class_names=[name],
                    provenance=provenance).save_pretrained(output_dir)
         speed = result.stats["images_per_second"]

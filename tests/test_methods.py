@@ -6,6 +6,7 @@ class draws its own source's colour.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cocktail import methods
 from cocktail.errors import CocktailError
-from cocktail.methods import MergePlan, load_ingredient, run_merge
+from cocktail.methods import STAGE_DONE, MergePlan, load_ingredient, run_merge
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import build_plan, resolve_recipe
 from cocktail.training import TrainingConfig
@@ -43,6 +45,20 @@ def mean_colour(model: UnionModel, label, seeds=range(16)) -> torch.Tensor:
     return model.generate(label, seeds).mean(dim=[0, 2, 3])
 
 
+@pytest.fixture(autouse=True)
+def fisher_cache(tmp_path, monkeypatch):
+    """EWC's Fisher estimates go to a scratch folder, not the user's Hugging Face cache."""
+    folder = tmp_path / "fisher-cache"
+    folder.mkdir()
+    monkeypatch.setattr(methods, "fisher_cache_dir", lambda: folder)
+    return folder
+
+
+def stage_folder(output: Path, method: str, stage: str) -> Path:
+    (folder,) = (output / "stages" / method).glob(f"{stage}-*")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sources")
@@ -68,6 +84,7 @@ def test_cocktail_union_has_one_class_per_source_with_provenance(cocktail_run):
     assert provenance["method"] == "cocktail" and provenance["root"] == "red"
     assert [s["name"] for s in provenance["sources"]] == ["red", "green", "blue"]
     assert set(provenance["kimg"]) == {"root-green", "root-blue", "merge"}
+    assert set(provenance["ema_rampup"]) == {"root-green", "root-blue", "merge"}
     assert provenance["recipe"]["training"]["batch_size"] == 8
     assert (output / "union" / "samples.png").is_file() and (output / "union" / "README.md").is_file()
 
@@ -91,7 +108,7 @@ def test_rooting_brings_weights_closer_to_the_root(cocktail_run):
 
 def test_an_interrupted_merge_resumes_at_its_stage(cocktail_run):
     plan, _, output, _ = cocktail_run
-    (output / "stages" / "merge" / "stage.json").unlink()
+    (stage_folder(output, "cocktail", "merge") / STAGE_DONE).unlink()
     logs = []
     resumed = run_merge(plan, output, log=logs.append)
     assert any("root-green: already done" in line for line in logs)
@@ -102,7 +119,7 @@ def test_an_interrupted_merge_resumes_at_its_stage(cocktail_run):
 @pytest.mark.parametrize("method", ["scratch", "transfer", "ewc", "freeze_d", "average"])
 def test_baselines_train_a_three_class_model(sources, tmp_path, method):
     plan = MergePlan([load_ingredient(str(s)) for s in sources], method=method, merge_kimg=0.04,
-                     training=TrainingConfig(**FAST))
+                     training=TrainingConfig(**FAST), ewc_samples=64)
     union = run_merge(plan, tmp_path, log=lambda _: None)
     assert union.class_names == ["red", "green", "blue"] and union.generator.c_dim == 3
     assert union.provenance["method"] == method
@@ -157,3 +174,96 @@ def test_merge_script_runs_and_reports_errors_cleanly(sources, tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["error: root 'blue' is not one of the sources: red, green"]
     assert not (tmp_path / "bad" / "stages").exists()
+
+
+# -- reusing stages: only when everything that decides them is the same ----------------------------
+
+SHORT = dict(FAST, kimg=0.016)
+
+
+def short_plan(sources, **changes) -> MergePlan:
+    """Two steps per stage: enough to tell runs apart, quick enough to run several."""
+    settings = dict(method="cocktail", root_kimg=0.016, merge_kimg=0.016, training=TrainingConfig(**FAST))
+    return MergePlan([load_ingredient(str(s)) for s in sources[:2]], **{**settings, **changes})
+
+
+def test_another_method_into_the_same_folder_is_refused_before_training(sources, tmp_path):
+    run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    union_before = (tmp_path / "union" / "union.json").read_text()
+    with pytest.raises(CocktailError, match=r"holds a different merge \(method: \"cocktail\" → \"average\".*"
+                                            r"new --output_dir, or --overwrite_output_dir"):
+        run_merge(short_plan(sources, method="average"), tmp_path, log=lambda _: None)
+    assert not (tmp_path / "stages" / "average").exists()
+    assert (tmp_path / "union" / "union.json").read_text() == union_before
+
+
+def test_overwrite_gives_the_new_method_its_own_union(sources, tmp_path):
+    cocktail = run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    logs = []
+    average = run_merge(short_plan(sources, method="average"), tmp_path, log=logs.append, overwrite=True)
+    saved = UnionModel.from_pretrained(tmp_path / "union")
+    assert saved.provenance["method"] == "average" and average.provenance["method"] == "average"
+    assert not torch.equal(saved.generator.synthesis.b32.torgb.bias.cpu(),
+                           cocktail.generator.synthesis.b32.torgb.bias.cpu())
+    assert not (tmp_path / "stages" / "cocktail").exists()  # the old run's stages went once the new had one
+    assert json.loads((tmp_path / "run.json").read_text())["method"] == "average"
+    assert not any("already done" in line for line in logs)
+
+
+def test_changed_root_kimg_is_refused_and_unchanged_plan_reuses_every_stage(sources, tmp_path):
+    first = run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    with pytest.raises(CocktailError, match=r"recipe\.root_kimg: 0\.016 → 0\.032"):
+        run_merge(short_plan(sources, root_kimg=0.032), tmp_path, log=lambda _: None)
+    logs = []
+    again = run_merge(short_plan(sources), tmp_path, log=logs.append)
+    assert sum("already done" in line for line in logs) == 2 and not any("training" in line for line in logs)
+    assert torch.equal(first.generator.mapping.embed.weight, again.generator.mapping.embed.weight)
+
+
+def test_a_changed_source_or_seed_is_refused(sources, tmp_path):
+    run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    changed = short_plan(sources)
+    with torch.no_grad():
+        changed.ingredients[1].model.generator.synthesis.b32.torgb.bias.add_(0.01)
+    with pytest.raises(CocktailError, match=r"sources\[1\]\.weights"):
+        run_merge(changed, tmp_path, log=lambda _: None)
+    with pytest.raises(CocktailError, match=r"recipe\.training\.seed: 0 → 1"):
+        run_merge(short_plan(sources, training=TrainingConfig(**FAST, seed=1)), tmp_path, log=lambda _: None)
+
+
+def test_a_stage_folder_with_other_inputs_is_refused(sources, tmp_path):
+    run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    record = stage_folder(tmp_path, "cocktail", "root-green") / STAGE_DONE
+    info = json.loads(record.read_text())
+    info["inputs"]["kimg"] = 99
+    record.write_text(json.dumps(info))
+    with pytest.raises(CocktailError, match=r"holds stage root-green of other inputs \(kimg: 99 → 0\.016\)"):
+        run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+
+
+def test_an_explicit_checkpoint_resumes_only_the_stage_that_owns_it(sources, tmp_path, capsys):
+    three = [load_ingredient(str(s)) for s in sources]
+    config = TrainingConfig(**FAST, checkpointing_kimg=0.008, checkpoints_total_limit=None)
+    plan = MergePlan(three, root_kimg=0.016, merge_kimg=0.016, training=config)
+    run_merge(plan, tmp_path, log=lambda _: None)
+    green, blue = stage_folder(tmp_path, "cocktail", "root-green"), stage_folder(tmp_path, "cocktail", "root-blue")
+    blue_before = UnionModel.from_pretrained(blue / "model").generator.state_dict()
+    for folder in (tmp_path / "stages" / "cocktail").iterdir():
+        (folder / STAGE_DONE).unlink()
+    shutil.rmtree(blue / "checkpoints")
+    checkpoint = green / "checkpoints" / "checkpoint-0000000008"
+    capsys.readouterr()
+    run_merge(MergePlan(three, root_kimg=0.016, merge_kimg=0.016,
+                        training=TrainingConfig(**{**vars(config), "resume_from_checkpoint": str(checkpoint)})),
+              tmp_path, log=lambda _: None)
+    printed = capsys.readouterr().out
+    assert f"resumed from {checkpoint} at kimg 0.008" in printed and str(blue) not in printed
+    blue_after = UnionModel.from_pretrained(blue / "model").generator.state_dict()  # afresh, not from green's
+    assert all(torch.equal(blue_before[k], blue_after[k]) for k in blue_before)
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(checkpoint, elsewhere / "checkpoint-0000000008")
+    with pytest.raises(CocktailError, match="is not a checkpoint of any stage of this merge"):
+        run_merge(MergePlan(three, root_kimg=0.016, merge_kimg=0.016, training=TrainingConfig(
+            **{**vars(config), "resume_from_checkpoint": str(elsewhere / "checkpoint-0000000008")})),
+            tmp_path, log=lambda _: None)
