@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,34 +227,52 @@ class SourceModel:
     note: str | None = None
 
 
-def load_sources(model: UnionModel, local_files_only: bool | None = None) -> list[SourceModel]:
+def load_sources(model: UnionModel, local_files_only: bool | None = None, *, hub_only: bool = False,
+                 limit: int | None = None, deadline: float | None = None) -> list[SourceModel]:
     """Try to load each provenance source with ``UnionModel.from_pretrained``; a note says why not.
 
     Sources may be foreign samplers (TorchScript, image folders) or unreachable Hub repos; a
     comparison is optional, so every failure becomes a note instead of an exception.
+    ``hub_only`` is for a model someone else published: its provenance is data, so a source is only
+    fetched as a Hub repo at its recorded commit (``hub.pinned_hub_spec``), never from a local path.
+    At most ``limit`` sources are loaded, and none is started after ``deadline`` (``time.monotonic()``).
     """
-    sources = []
+    sources, loaded = [], 0
     for position, entry in enumerate(model.provenance.get("sources") or []):
         entry = entry if isinstance(entry, dict) else {"spec": str(entry)}
         name = str(entry.get("name") or entry.get("spec") or f"source {position}")
         index = model.class_names.index(name) if name in model.class_names else position
         spec = entry.get("spec") or entry.get("repo_id")
+        revision = None if "@" in str(spec) else (entry.get("commit") or entry.get("revision"))
         source = SourceModel(name=name, spec=spec, class_index=index)
+        sources.append(source)
         if index >= model.num_classes:
             source.note = f"{name}: no union class corresponds to it"
-        elif not spec:
+            continue
+        if hub_only:
+            from .hub import pinned_hub_spec  # the Hub client is only needed for remote sources
+
+            try:
+                spec, revision = pinned_hub_spec(entry), None
+            except CocktailError as err:
+                source.note = (f"{name}: not loaded ({err}; a model from the Hub only leads to Hub sources "
+                               "at their recorded commit)")
+                continue
+        if not spec:
             source.note = f"{name}: provenance names no loadable model"
+        elif limit is not None and loaded >= limit:
+            source.note = f"{name}: not loaded (at most {limit} source models are tried)"
+        elif deadline is not None and time.monotonic() > deadline:
+            source.note = f"{name}: not loaded (the time for loading source models ran out)"
         else:
-            revision = None if "@" in str(spec) else (entry.get("commit") or entry.get("revision"))
+            loaded += 1
             try:
                 source.model = UnionModel.from_pretrained(
                     spec, revision=revision, load_discriminator=False, device=model.device,
                     local_files_only=local_files_only)
             except Exception as err:  # any failure to load only removes this one comparison
                 logger.info("source %s not loaded: %s", spec, err)
-                reason = first_line(err)
-                source.note = f"{name}: {spec} could not be loaded ({reason})"
-        sources.append(source)
+                source.note = f"{name}: {spec} could not be loaded ({first_line(err)})"
     return sources
 
 

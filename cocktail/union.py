@@ -30,6 +30,7 @@ FORMAT_NAME = "gan-cocktail"
 FORMAT_VERSION = 1
 INDEX_FILE = "union.json"
 SAMPLES_FILE = "samples.png"
+MAX_CLASS_NAME_BYTES = 100  # a class name becomes part of a folder name (stages/root-<name>-<digest>)
 
 # A tiny architecture for tests and examples: 32 px, a few thousand parameters per layer.
 TINY_G_KWARGS = dict(img_resolution=32, **PRESETS["tiny"])
@@ -46,6 +47,8 @@ class UnionModel:
                  class_names: Sequence[str] | None = None, provenance: dict | None = None):
         num_classes = max(generator.c_dim, 1)
         class_names = list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
+        for name in class_names:
+            check_class_name(name)
         if len(class_names) != num_classes:
             raise CocktailError(
                 f"{len(class_names)} class names given for a generator with {num_classes} class(es)")
@@ -67,6 +70,7 @@ class UnionModel:
                         token: str | bool | None = None, local_files_only: bool | None = None) -> UnionModel:
         """Load from a local folder, a Hub id (``org/name[@revision]``) or a shipped ``example:<name>``."""
         folder = example_path(spec) if is_example(spec) else Path(spec)
+        where = folder / INDEX_FILE
         if not folder.is_dir():
             from .hub import resolve  # the Hub client is only needed for remote models
 
@@ -76,7 +80,8 @@ class UnionModel:
                 raise CocktailError(f"{spec}: is a checkpoint file, not a model folder; convert it first "
                                     "with scripts/convert.py")
             folder = resolved.local_path
-        index = read_index(folder)
+            where = f"{spec} ({INDEX_FILE})"
+        index = read_index(folder, where)
         generator = _load_network(Generator, folder, "generator", torch_dtype)
         discriminator = None
         if load_discriminator and (folder / "discriminator" / "config.json").is_file():
@@ -84,7 +89,7 @@ class UnionModel:
         try:
             model = cls(generator, discriminator, index.get("class_names"), index.get("provenance"))
         except CocktailError as err:
-            raise CocktailError(f"{folder / INDEX_FILE}: {err}") from None
+            raise CocktailError(f"{where}: {err}") from None
         return model.to(device) if device is not None else model
 
     def save_pretrained(self, folder: str | Path, write_card: bool = True, seeds_per_class: int = 8) -> Path:
@@ -168,8 +173,31 @@ class UnionModel:
         return image_grid([self.sample(i, seeds, truncation=truncation) for i in range(self.num_classes)])
 
 
-def read_index(folder: str | Path) -> dict:
-    """Read and check ``union.json`` and the presence of ``generator/``."""
+def check_class_name(name, where: str | Path | None = None) -> str:
+    """A class name is data from someone's ``union.json`` or recipe that becomes part of folder names
+    (``stages/root-<name>``) and captions: it must not be able to name a path or hide characters.
+    Errors start with ``where`` (the model or source), when given."""
+    prefix = f"{where}: " if where is not None else ""
+    if not isinstance(name, str):
+        raise CocktailError(f"{prefix}class name {name!r} is not a string ({type(name).__name__})")
+    problems = [
+        (not name.strip(), "is empty"),
+        (not name.isprintable(), "contains a control or other unprintable character"),
+        (name != name.strip(), "starts or ends with a space"),
+        (len(name.encode()) > MAX_CLASS_NAME_BYTES, f"is longer than {MAX_CLASS_NAME_BYTES} bytes"),
+        (any(sep in name for sep in "/\\"), "contains a path separator"),
+        (".." in name, "contains '..'"),
+    ]
+    reason = next((why for bad, why in problems if bad), None)
+    if reason is not None:
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        raise CocktailError(f"{prefix}class name {shown!r} {reason}")
+    return name
+
+
+def read_index(folder: str | Path, where: str | Path | None = None) -> dict:
+    """Read and check ``union.json`` (its class names too) and the presence of ``generator/``;
+    errors name ``where`` (default: the index file)."""
     folder = Path(folder)
     index_path = folder / INDEX_FILE
     if not (folder / "generator" / "config.json").is_file():
@@ -185,6 +213,11 @@ def read_index(folder: str | Path) -> dict:
     if index.get("format_version", 0) > FORMAT_VERSION:
         raise CocktailError(f"{index_path}: format_version {index['format_version']} is newer than this "
                             f"version of cocktail supports ({FORMAT_VERSION}); upgrade the package")
+    names = index.get("class_names")
+    if names is not None and not isinstance(names, list):
+        raise CocktailError(f"{where or index_path}: class_names is a {type(names).__name__}, not a list")
+    for name in names or []:
+        check_class_name(name, where or index_path)
     return index
 
 

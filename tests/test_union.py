@@ -8,12 +8,15 @@ import torch
 from PIL import Image
 
 from cocktail.errors import CocktailError
+from cocktail.hub import write_model_card
+from cocktail.methods import MergePlan, load_ingredient
 from cocktail.networks import Discriminator, Generator
 from cocktail.union import (
     TINY_D_KWARGS,
     TINY_G_KWARGS,
     UnionModel,
     average_networks,
+    check_class_name,
     make_conditional,
 )
 
@@ -96,6 +99,41 @@ def test_unknown_class_lists_the_classes(tiny_networks):
 def test_class_names_must_match_the_generator(tiny_networks):
     with pytest.raises(CocktailError, match="2 class names given for a generator with 1 class"):
         UnionModel(tiny_networks[0], class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("../../x", "contains a path separator"), ("a\\b", "contains a path separator"), ("..", "contains '..'"),
+    ("", "is empty"), (" cat", "starts or ends with a space"), ("x" * 101, "is longer than 100 bytes"),
+    ("é" * 51, "is longer than 100 bytes"), ("cat\n", "unprintable"), ("a\x00b", "unprintable"),
+    (7, "is not a string"), (None, "is not a string"),
+])
+def test_unusable_class_names_are_refused_wherever_they_enter(tiny_networks, tmp_path, name, reason):
+    with pytest.raises(CocktailError, match=reason):
+        UnionModel(tiny_networks[0], class_names=[name])
+    folder = UnionModel(*tiny_networks, ["cat"]).save_pretrained(tmp_path / "m", write_card=False)
+    index = json.loads((folder / "union.json").read_text())
+    (folder / "union.json").write_text(json.dumps({**index, "class_names": [name]}))
+    with pytest.raises(CocktailError, match=rf"^{folder / 'union.json'}: class name .*{reason}") as info:
+        UnionModel.from_pretrained(folder)  # e.g. someone's Hub repo: the error names the model
+    assert "\n" not in str(info.value)
+    with pytest.raises(CocktailError, match=rf"{folder / 'union.json'}: class name"):
+        load_ingredient(str(folder))
+    with pytest.raises(CocktailError, match=rf"^{folder / 'union.json'}: class name"):
+        write_model_card(folder)
+
+
+def test_usable_class_names_pass(tiny_networks):
+    for name in ("cat", "FFHQ faces", "café", "n°5 (v2.1)", "ü" * 50, "a.b"):
+        assert check_class_name(name) == name
+    assert UnionModel(tiny_networks[0], class_names=["FFHQ faces"]).class_names == ["FFHQ faces"]
+
+
+def test_a_recipe_name_that_escapes_the_output_folder_is_refused_before_training(tiny_networks, tmp_path):
+    UnionModel(*tiny_networks, ["cat"]).save_pretrained(tmp_path / "cat", write_card=False)
+    UnionModel(*tiny_networks, ["dog"]).save_pretrained(tmp_path / "dog", write_card=False)
+    ingredients = [load_ingredient(str(tmp_path / "cat")), load_ingredient(str(tmp_path / "dog"), "../../x")]
+    with pytest.raises(CocktailError, match=rf"source {tmp_path / 'dog'}: class name '../../x' contains a path"):
+        MergePlan(ingredients).validate()
 
 
 def test_average_networks_averages_parameters_and_buffers(tiny_networks):
