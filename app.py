@@ -16,6 +16,10 @@ import random
 import re
 import tempfile
 import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import gradio as gr
@@ -32,6 +36,14 @@ MAX_STEPS = 16
 MIN_PSI, MAX_PSI = 0.0, 1.5
 MAX_STRENGTH = 10.0
 NUM_DIRECTIONS = 10
+# A crowd waits in line up to this many requests (a few KB each); beyond that, visitors are told the demo
+# is busy and to try again, instead of piling onto the model.
+QUEUE_SIZE = 256
+# Compare: source models loaded at most, the time allowed to load them (in the background, once), and how
+# long one request waits for that before answering "still loading".
+MAX_COMPARE_SOURCES = 8
+COMPARE_LOAD_S = 120
+COMPARE_WAIT_S = 20
 # A deployed Space names its model here (written by scripts/deploy_space.py); `--model` overrides it.
 DEFAULT_MODEL_FILE = Path(__file__).with_name("default_model.txt")
 
@@ -56,7 +68,17 @@ def _user_errors(fn):
 
 
 def _gallery(images, captions):
-    return list(zip(images, captions, strict=True))
+    """Gallery items whose PNGs differ per response: gradio caches an image under the hash of its bytes and
+    rewrites that file in place, so two visitors asking for the same seeds at once would share one file,
+    and one would download it while it is being rewritten (a connection closed mid-response). A unique
+    text chunk (which also says what the image is) gives each response its own files."""
+    request = uuid.uuid4().hex[:12]
+    stamped = []
+    for image, caption in zip(images, captions, strict=True):
+        image = image.copy()
+        image.info = {"Description": f"GAN Cocktail: {caption}", "Request": request}
+        stamped.append((image, caption))
+    return stamped
 
 
 def model_summary(model: UnionModel) -> str:
@@ -67,10 +89,12 @@ def model_summary(model: UnionModel) -> str:
             f"{g.num_ws} style layers.")
 
 
-def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -> gr.Blocks:
+def build_demo(model: UnionModel, model_card: str | None = None, samples=None, from_hub: bool = False,
+               queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     """The demo's UI for one union model; the caller launches it (tests launch it on a tiny model).
 
     ``model_card`` is the card's markdown (without front matter), ``samples`` its sample grid (PIL).
+    ``from_hub``: the model is someone else's, so Compare only fetches Hub sources at their recorded commit.
     """
     num_ws = model.generator.num_ws
     num_directions = min(NUM_DIRECTIONS, model.generator.w_dim)
@@ -78,6 +102,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
     animation_dir = tempfile.TemporaryDirectory(prefix="gan-cocktail-")  # removed when the app goes away
     cache_lock = threading.Lock()
     cache: dict[str, object] = {}
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-sources")
 
     def cached(key, compute):
         """Compute once, on first use, shared by every visitor (PCA of W, loaded source models)."""
@@ -132,7 +157,9 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
         frames = editing.interpolate(model, a, b, steps, truncation=psi)
         # Named by its parameters: a repeated request rewrites the same small file instead of adding one.
         name = f"{classes.index(a[0])}-{a[1]}_{classes.index(b[0])}-{b[1]}_{steps}_{psi:g}.{fmt}"
-        path = editing.save_animation(frames, Path(animation_dir.name) / name)
+        path = Path(animation_dir.name) / name
+        staging = editing.save_animation(frames, path.with_name(f".{uuid.uuid4().hex}.{fmt}"))
+        os.replace(staging, path)  # whole: a visitor downloading the previous copy never reads a partial one
         captions = [f"{i / (steps - 1):.2f}" for i in range(steps)]
         return _gallery(frames, captions), str(path)
 
@@ -150,11 +177,19 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
         images = editing.edit(model, found, index, strength, name, seeds, truncation=psi)
         return _gallery(images, [f"{name} · seed {s} · PC{index} {strength:+g}σ" for s in seeds])
 
+    def load_sources():
+        return editing.load_sources(model, hub_only=from_hub, limit=MAX_COMPARE_SOURCES,
+                                    deadline=time.monotonic() + COMPARE_LOAD_S)
+
     @gpu
     @_user_errors
     def compare(seed, psi):
         seed, psi = editing.check_seed(seed), psi_of(psi)
-        sources = cached("sources", lambda: editing.load_sources(model))
+        loading = cached("sources", lambda: background.submit(load_sources))  # once, for every visitor
+        try:
+            sources = loading.result(timeout=COMPARE_WAIT_S)
+        except FutureTimeout:
+            raise CocktailError("the source models are still loading; try again in a minute") from None
         if not sources:
             return [], "This model's provenance lists no source models to compare with."
         items = []
@@ -173,7 +208,8 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
     gallery = functools.partial(gr.Gallery, columns=4, height="auto", object_fit="contain", interactive=False,
                                 format="png")  # lossless: what a visitor downloads is what the seed gives
 
-    with gr.Blocks(title="GAN Cocktail", delete_cache=(3600, 3600)) as demo:
+    # Every response has its own image files (see _gallery): every 15 minutes, those older than 30 go.
+    with gr.Blocks(title="GAN Cocktail", delete_cache=(900, 1800)) as demo:
         gr.Markdown("# GAN Cocktail\nOne class-conditional GAN merged from several single-domain GANs. "
                     "All classes share one latent space, so styles, walks and edits cross domains.\n\n"
                     + model_summary(model))
@@ -256,14 +292,19 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None) -
         dir_button.click(directions, [dir_index, dir_strength, dir_class, dir_seeds, dir_psi], dir_gallery,
                          api_name="directions")
         cmp_button.click(compare, [cmp_seed, cmp_psi], [cmp_gallery, cmp_note], api_name="compare")
-    demo.queue(max_size=32)  # a burst of visitors waits in line instead of piling onto the model
+    demo.queue(max_size=queue_size)  # beyond it: gradio's "Queue is full! Please try again." (never a drop)
     return demo
+
+
+def from_the_hub(spec: str) -> bool:
+    """Whether ``--model`` names a Hub model (someone else's) rather than a shipped example or a local folder."""
+    return not is_example(spec) and not Path(spec).is_dir()
 
 
 def load_model(spec: str, device: str) -> tuple[UnionModel, str | None, Image.Image | None]:
     """A union model, its card's markdown and its sample grid, from ``example:…``, a folder or the Hub."""
     folder = example_path(spec) if is_example(spec) else Path(spec)
-    if not folder.is_dir():
+    if from_the_hub(spec):
         from cocktail.hub import parse_spec, resolve
 
         parse_spec(spec)  # a missing local folder is reported as such, before any "downloading"
@@ -296,7 +337,8 @@ def main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, card, samples = load_model(args.model, device)
     print(f"serving {args.model} ({', '.join(model.class_names)}) on {device}", flush=True)
-    build_demo(model, card, samples).launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo = build_demo(model, card, samples, from_hub=from_the_hub(args.model))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 import contextlib
 import importlib.util
+import io
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -112,8 +115,9 @@ def test_api_has_one_named_endpoint_per_feature(served):
                               "/compare"}
 
 
-def test_queue_is_bounded_and_no_extra_paths_are_served(served):
-    assert served.demo._queue.max_size == 32
+def test_queue_is_bounded_and_no_extra_paths_are_served(served, app):
+    app_module = app
+    assert served.demo._queue.max_size == app_module.QUEUE_SIZE
     assert served.demo.allowed_paths == []
 
 
@@ -165,6 +169,101 @@ def test_compare_shows_union_and_available_sources_and_notes_the_rest(served):
                                              "union · dog · seed 11"]
     assert_same_images([items[1]["image"]], served.source.sample(0, [11], 0.8))
     assert "dog" in note and "example:gone" in note
+
+
+def crowd(url, clients, args, api_name="/generate"):
+    """``clients`` visitors, connected first, then asking at the same instant: [(result or None, error or None)]."""
+    visitors = [Client(url, verbose=False, analytics_enabled=False, download_files=False) for _ in range(clients)]
+    barrier = threading.Barrier(clients)
+    results = [None] * clients
+
+    def visit(i):
+        barrier.wait()
+        try:
+            results[i] = (visitors[i].predict(*args, api_name=api_name), None)
+        except Exception as err:  # what each visitor sees is what is tested
+            results[i] = (None, err)
+
+    threads = [threading.Thread(target=visit, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def test_a_crowd_asking_the_same_images_gets_them_each_from_its_own_files(served):
+    """Identical requests used to share one cache file that gradio rewrites in place: downloading it while
+    another request rewrote it closed the connection mid-response."""
+    results = crowd(f"http://127.0.0.1:{served.port}/", 10, ("cat", "0-3", 4, 0.7))
+    assert [error for _, error in results] == [None] * 10
+    expected = served.model.sample("cat", range(4), truncation=0.7)
+    paths = set()
+    for items, _ in results:
+        assert [i["caption"] for i in items] == [f"cat · seed {s} · ψ 0.7" for s in range(4)]
+        paths.update(i["image"]["path"] for i in items)
+        images = [Image.open(io.BytesIO(httpx.get(i["image"]["url"]).content)) for i in items]
+        assert_same_images(images, expected)
+    assert len(paths) == 40
+
+
+def test_a_crowd_beyond_the_queue_is_told_to_try_again_and_the_demo_recovers(app, monkeypatch):
+    model = tiny_union()
+    sample = model.sample
+    monkeypatch.setattr(model, "sample", lambda *a, **k: time.sleep(0.5) or sample(*a, **k))
+    demo = app.build_demo(model, queue_size=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        results = crowd(f"http://127.0.0.1:{port}/", 10, ("cat", "1", 1, 0.7))
+        answered = [items for items, _ in results if items is not None]
+        refused = [str(error) for _, error in results if error is not None]
+        assert answered and all(items[0]["caption"] == "cat · seed 1 · ψ 0.7" for items in answered)
+        assert refused and all("Queue is full! Please try again" in message for message in refused)
+        again = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False, download_files=False)
+        assert again.predict("dog", "2", 1, 0.7, api_name="/generate")[0]["caption"] == "dog · seed 2 · ψ 0.7"
+    finally:
+        demo.close()
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ({"repo_id": "org/cats", "commit": COMMIT, "spec": "/home/them/cats"}, f"org/cats@{COMMIT}"),
+    ({"repo_id": "org/cats", "commit": COMMIT, "spec": "org/cats/runs/a.pkl@main"}, f"org/cats/runs/a.pkl@{COMMIT}"),
+    ({"repo_id": "org/cats", "commit": COMMIT, "file": "snap.pkl"}, f"org/cats/snap.pkl@{COMMIT}"),
+    ({"spec": "/home/them/cats"}, "not a Hub source"),
+    ({"spec": "example:smileys"}, "not a Hub source"),
+    ({"repo_id": "org/cats", "revision": "main"}, "not pinned to a recorded commit"),
+    ({"repo_id": "org/cats", "commit": "main"}, "not pinned to a recorded commit"),
+    ({"repo_id": "../etc", "commit": COMMIT}, "not a valid Hub model id"),
+    ({"repo_id": "../../etc", "commit": COMMIT}, "not a Hub model id"),
+    ({"repo_id": "org/cats", "commit": COMMIT, "file": "../../../home/x.pkl"}, "not a file path inside the repo"),
+])
+def test_a_served_hub_model_leads_only_to_pinned_hub_sources(source, expected):
+    from cocktail.hub import pinned_hub_spec
+
+    if "@" in expected:
+        assert pinned_hub_spec(source) == expected
+    else:
+        with pytest.raises(CocktailError, match=re.escape(expected)):
+            pinned_hub_spec(source)
+
+
+def test_compare_loads_a_bounded_number_of_sources_within_its_time(tmp_path):
+    sources = []
+    for name in ("cat", "dog", "car"):
+        tiny_union((name,), seed=7).save_pretrained(tmp_path / name, write_card=False)
+        sources.append({"name": name, "spec": str(tmp_path / name)})
+    union = tiny_union(provenance={"sources": sources})
+    loaded = editing.load_sources(union, limit=2)
+    assert [s.model is not None for s in loaded] == [True, True, False]
+    assert loaded[2].note == "car: not loaded (at most 2 source models are tried)"
+    late = editing.load_sources(union, deadline=time.monotonic() - 1)
+    assert all(s.model is None and "time for loading source models ran out" in s.note for s in late)
+    hub_only = editing.load_sources(union, hub_only=True)
+    assert all(s.model is None and "not a Hub source" in s.note for s in hub_only)
 
 
 BAD_INPUTS = [
@@ -245,8 +344,13 @@ def test_python_app_py_serves_a_hub_model_and_compares_with_its_hub_sources(tmp_
         source.save_pretrained(tmp_path / "cat", write_card=False)
         api.create_repo("tester/cat")
         api.upload_folder(folder_path=tmp_path / "cat", repo_id="tester/cat")
-        union = tiny_union(provenance={"sources": [{"name": "cat", "spec": "tester/cat"},
-                                                   {"name": "dog", "spec": "tester/missing"}]})
+        cat_commit = api.model_info("tester/cat").sha
+        local = tmp_path / "local-car"  # a folder on this machine that someone's provenance names
+        tiny_union(("car",), seed=3).save_pretrained(local, write_card=False)
+        union = tiny_union(provenance={"sources": [
+            {"name": "cat", "spec": "/their/machine/cat", "repo_id": "tester/cat", "commit": cat_commit},
+            {"name": "dog", "spec": "tester/missing", "repo_id": "tester/missing"},
+            {"name": "car", "spec": str(local)}]})
         union.save_pretrained(tmp_path / "union", write_card=False)
         (tmp_path / "union" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Union from the Hub\n")
         api.create_repo("tester/union")
@@ -261,9 +365,10 @@ def test_python_app_py_serves_a_hub_model_and_compares_with_its_hub_sources(tmp_
             assert_same_images([i["image"] for i in items], union.sample("dog", [0, 1], 0.7))
             items, note = client.predict(3, 0.7, api_name="/compare")
             assert [i["caption"] for i in items] == ["union · cat · seed 3", "source cat · seed 3",
-                                                     "union · dog · seed 3"]
+                                                     "union · dog · seed 3", "union · car · seed 3"]
             assert_same_images([items[1]["image"]], source.sample(0, [3], 0.7))
-            assert "tester/missing" in note
+            assert "dog: not loaded (tester/missing is not pinned to a recorded commit" in note
+            assert "car: not loaded (not a Hub source" in note and str(local) not in note
             config = httpx.get(client.src.rstrip("/") + "/config").text
             assert "Union from the Hub" in config and "license: apache" not in config
         assert f"downloading {spec}" in output() and f"serving {spec}" in output()
