@@ -617,10 +617,10 @@ def _write_json(path: Path, value) -> None:
 def weight_distances(plan: MergePlan, parents) -> dict:
     """Per-layer L2 distance to the root: rooted models vs the raw sources (rooting should shrink it)."""
     root_g = plan.root_model.generator
-    root_state = root_g.state_dict()
+    root_state = {k: v.detach().float().cpu() for k, v in root_g.state_dict().items()}
 
-    def per_layer(g: Generator) -> dict[str, float]:
-        return {k: (v.float() - root_state[k].float()).norm().item() for k, v in g.state_dict().items()
+    def per_layer(g: Generator) -> dict[str, float]:  # on the CPU: a rooted copy may sit on the GPU
+        return {k: (v.detach().float().cpu() - root_state[k]).norm().item() for k, v in g.state_dict().items()
                 if v.is_floating_point() and k in root_state and v.shape == root_state[k].shape}
 
     report = {"layers": {}, "summary": {}}
