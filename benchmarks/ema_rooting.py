@@ -1,7 +1,7 @@
 """How much of the root is left in a rooted G_ema: the measurement behind the merges' EMA ramp-up default.
 
-    python benchmarks/ema_rooting.py --root example:smileys --source example:food --kimg 8
-    python benchmarks/ema_rooting.py --root example:smileys --source example:food --rooted <stage>/model
+    python benchmarks/ema_rooting.py --root example:trouser --source example:sneaker --kimg 8
+    python benchmarks/ema_rooting.py --root example:trouser --source example:sneaker --rooted <stage>/model
 
 The first form roots ``--source`` from ``--root`` once (the paper's recipe, batch 32) and follows two
 EMAs of the same training run side by side: the half-life alone (no ramp-up) and with the StyleGAN2-ADA
@@ -80,8 +80,8 @@ def follow_two_emas(rampup: float):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default="example:smileys")
-    p.add_argument("--source", default="example:food")
+    p.add_argument("--root", default="example:trouser")
+    p.add_argument("--source", default="example:sneaker")
     p.add_argument("--kimg", type=float, default=8.0)
     p.add_argument("--ema_kimg", type=float, default=10.0)
     p.add_argument("--rampup", type=float, default=0.05)

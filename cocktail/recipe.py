@@ -3,9 +3,9 @@
 A recipe names everything a merge depends on, so it is also what provenance records::
 
     sources:                      # Hub ids (org/name@rev), folders, .pkl files, example:<name>,
-      - example:smileys           # TorchScript files or module:function samplers
+      - example:trouser           # TorchScript files or module:function samplers
       - {spec: org/cats@v1.0, name: cat}
-    root: smileys                 # a source name or index (default: the first)
+    root: trouser                 # a source name or index (default: the first)
     method: cocktail              # or average, scratch, transfer, ewc, freeze_d
     root_kimg: 8                  # defaults: MergePlan's (cocktail.methods), the one definition
     merge_kimg: 32
@@ -31,7 +31,7 @@ from .training import TrainingConfig
 
 # The embedded default: the example sources shipped in cocktail/assets, sized to finish on a
 # 2-core CPU in about ten minutes.
-DEFAULT_SOURCES = [f"{PREFIX}smileys", f"{PREFIX}food", f"{PREFIX}flags"]
+DEFAULT_SOURCES = [f"{PREFIX}trouser", f"{PREFIX}sneaker", f"{PREFIX}bag"]
 DEFAULTS = {
     "sources": DEFAULT_SOURCES,
     "names": None,

@@ -116,9 +116,10 @@ def effective_ema_rampup(config: TrainingConfig) -> float | None:
     ``ema_kimg / AUTO_EMA_RAMPUP`` (200 kimg at the paper's 10-kimg half-life); none for longer ones.
 
     Without it a short run hands on a G_ema that is mostly its starting weights: after 8 kimg at a 10-kimg
-    half-life, 0.5^0.8 = 57 % of them. Rooting example:food from example:smileys for 8 kimg
-    (benchmarks/ema_rooting.py) left G_ema nearer the root than the source (pixel Fréchet distance 5.5 to
-    the root, 8.9 to the source); with the ramp-up it sat by the source (20.6 and 6.3), like the raw G.
+    half-life, 0.5^0.8 = 57 % of them. Rooting an emoji "food" source from an emoji "smileys" root for 8
+    kimg (benchmarks/ema_rooting.py, on this project's earlier example models) left G_ema nearer the root
+    than the source (pixel Fréchet distance 5.5 to the root, 8.9 to the source); with the ramp-up it sat
+    by the source (20.6 and 6.3), like the raw G.
     """
     if config.ema_rampup != "auto":
         return config.ema_rampup

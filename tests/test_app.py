@@ -234,7 +234,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
     ({"repo_id": "org/cats", "commit": COMMIT, "spec": "org/cats/runs/a.pkl@main"}, f"org/cats/runs/a.pkl@{COMMIT}"),
     ({"repo_id": "org/cats", "commit": COMMIT, "file": "snap.pkl"}, f"org/cats/snap.pkl@{COMMIT}"),
     ({"spec": "/home/them/cats"}, "not a Hub source"),
-    ({"spec": "example:smileys"}, "not a Hub source"),
+    ({"spec": "example:trouser"}, "not a Hub source"),
     ({"repo_id": "org/cats", "revision": "main"}, "not pinned to a recorded commit"),
     ({"repo_id": "org/cats", "commit": "main"}, "not pinned to a recorded commit"),
     ({"repo_id": "../etc", "commit": COMMIT}, "not a valid Hub model id"),

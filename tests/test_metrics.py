@@ -127,26 +127,26 @@ def extractor():
 
 
 @pytest.fixture(scope="module")
-def smileys():
-    """N generated smileys as uint8, and their features."""
-    model = UnionModel.from_pretrained("example:smileys", load_discriminator=False)
+def trousers():
+    """N generated trousers as uint8."""
+    model = UnionModel.from_pretrained("example:trouser", load_discriminator=False)
     images, _ = ModelSource(model.generator).sample(N, "cpu", torch.Generator().manual_seed(0))
     return metrics.to_uint8_rgb(images)
 
 
 @pytest.fixture(scope="module")
-def features(extractor, smileys):
+def features(extractor, trousers):
     def blurred(radius):
         kernel = torch.ones([3, 1, 2 * radius + 1, 2 * radius + 1]) / (2 * radius + 1) ** 2
-        out = F.conv2d(F.pad(smileys.float(), [radius] * 4, mode="replicate"), kernel, groups=3)
+        out = F.conv2d(F.pad(trousers.float(), [radius] * 4, mode="replicate"), kernel, groups=3)
         return out.round().to(torch.uint8)
 
-    return {"plain": extractor(smileys), "blur1": extractor(blurred(1)), "blur3": extractor(blurred(3))}
+    return {"plain": extractor(trousers), "blur1": extractor(blurred(1)), "blur3": extractor(blurred(3))}
 
 
-def test_features_are_2048_dimensional_and_deterministic(extractor, smileys, features):
+def test_features_are_2048_dimensional_and_deterministic(extractor, trousers, features):
     assert features["plain"].shape == (N, 2048) and features["plain"].dtype == np.float32
-    np.testing.assert_allclose(extractor(smileys[:3]), features["plain"][:3], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(extractor(trousers[:3]), features["plain"][:3], rtol=1e-4, atol=1e-4)
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_blur(features):
@@ -206,7 +206,7 @@ def test_grey_images_count_as_their_rgb_version(extractor, tmp_path):
 
 def test_model_features_are_cached_by_weights_count_and_seed(extractor, tmp_path):
     counting = Counting(extractor)
-    model = UnionModel.from_pretrained("example:food", load_discriminator=False)
+    model = UnionModel.from_pretrained("example:sneaker", load_discriminator=False)
     kwargs = dict(device="cpu", cache_dir=tmp_path / "cache", extractor=counting, progress=False)
     first = metrics.features_for_source(ModelSource(model.generator), 2, seed=0, **kwargs)
     metrics.features_for_source(ModelSource(model.generator), 2, seed=0, **kwargs)
@@ -224,10 +224,10 @@ def test_model_features_are_cached_by_weights_count_and_seed(extractor, tmp_path
 
 def test_source_references_pin_hub_sources_to_their_commit():
     model = UnionModel.from_pretrained("example:union", load_discriminator=False)
-    model.provenance["sources"][1] = {"name": "food", "spec": "org/food@main#pizza", "repo_id": "org/food",
+    model.provenance["sources"][1] = {"name": "sneaker", "spec": "org/shoes@main#sneaker", "repo_id": "org/shoes",
                                       "commit": "a" * 40}
-    assert metrics.source_references(model) == {"smileys": "example:smileys", "food": f"org/food@{'a' * 40}#pizza",
-                                                 "flags": "example:flags"}
+    assert metrics.source_references(model) == {"trouser": "example:trouser",
+                                                 "sneaker": f"org/shoes@{'a' * 40}#sneaker", "bag": "example:bag"}
 
 
 def test_evaluate_script_writes_table_json_chart_and_model_card(extractor, tmp_path, monkeypatch):
@@ -241,8 +241,8 @@ def test_evaluate_script_writes_table_json_chart_and_model_card(extractor, tmp_p
                           "--write_to_model", "--no_progress"])
     assert code == 0
     record = json.loads((tmp_path / "out" / "metrics.json").read_text())[0]
-    assert list(record["scores"]) == ["smileys", "food", "flags", "union"]
-    assert record["scores"]["union"]["num_model"] == 12 and record["scores"]["food"]["num_reference"] == 4
+    assert list(record["scores"]) == ["trouser", "sneaker", "bag", "union"]
+    assert record["scores"]["union"]["num_model"] == 12 and record["scores"]["sneaker"]["num_reference"] == 4
     assert all(s["fid"] > 0 and 0 <= s["precision"] <= 1 for s in record["scores"].values())
     assert "| union |" in (tmp_path / "out" / "metrics.md").read_text()
     assert (tmp_path / "out" / "metrics.png").read_bytes()[:4] == b"\x89PNG"
@@ -254,12 +254,12 @@ def test_evaluate_script_writes_table_json_chart_and_model_card(extractor, tmp_p
 
 
 def test_evaluate_against_real_folders_pools_the_union_in_their_proportions(extractor, tmp_path):
-    write_pngs(tmp_path / "smileys", 3, seed=4)  # grey 28×28: read as RGB at the model's 32×32
-    write_pngs(tmp_path / "food", 2, seed=5, size=(40, 40), mode="RGB")
-    evaluation = metrics.evaluate_model("example:union", {"food": tmp_path / "food", "smileys": tmp_path / "smileys"},
+    write_pngs(tmp_path / "trouser", 3, seed=4)  # grey 28×28: read as RGB at the model's 32×32
+    write_pngs(tmp_path / "bag", 2, seed=5, size=(40, 40), mode="RGB")
+    evaluation = metrics.evaluate_model("example:union", {"bag": tmp_path / "bag", "trouser": tmp_path / "trouser"},
                                         num_samples=3, device="cpu", cache_dir=tmp_path / "cache",
                                         extractor=extractor, progress=False, k=1)
-    assert evaluation.reference == "real" and list(evaluation.scores) == ["smileys", "food", "union"]
+    assert evaluation.reference == "real" and list(evaluation.scores) == ["trouser", "bag", "union"]
     union = evaluation.scores["union"]
-    assert (union.num_model, union.num_reference) == (3 + 2, 5)  # food drawn at 2/3 of smileys' rate
-    assert evaluation.scores["food"].num_reference == 2 and np.isfinite(union.fid) and union.fid > 0
+    assert (union.num_model, union.num_reference) == (3 + 2, 5)  # bags drawn at 2/3 of trousers' rate
+    assert evaluation.scores["bag"].num_reference == 2 and np.isfinite(union.fid) and union.fid > 0

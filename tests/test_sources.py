@@ -244,7 +244,7 @@ def test_source_options_parse_and_print_back(dcgan_file):
         f"{path}?z_dim=ten": "got 'ten'",
         f"{path}?zdim=100": r"unknown source option\(s\) zdim \(known: z_dim: the latent",
         f"{path}?z_dim": "source option 'z_dim' is not key=value",
-        "example:smileys?z_dim=100": r"apply to TorchScript samplers \(.pt/.ts files\) only",
+        "example:trouser?z_dim=100": r"apply to TorchScript samplers \(.pt/.ts files\) only",
     }
     for spec, message in cases.items():
         with pytest.raises(CocktailError, match=message):
@@ -256,7 +256,7 @@ def test_source_options_parse_and_print_back(dcgan_file):
 
 def test_a_recipe_mapping_carries_source_options_into_the_merge(dcgan_file):
     path, _ = dcgan_file
-    recipe = resolve_recipe({"sources": ["example:smileys", {"spec": str(path), "z_dim": [100, 1, 1]}]})
+    recipe = resolve_recipe({"sources": ["example:trouser", {"spec": str(path), "z_dim": [100, 1, 1]}]})
     entries = source_entries(recipe)
     assert entries[1] == (f"{path}?z_dim=100x1x1", None)
     ingredient = load_ingredient(*entries[1])
