@@ -1,7 +1,6 @@
 """scripts/deploy_space.py: the assembled Space folder, that it boots offline, what it sends to the Hub."""
 
 import filecmp
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import gradio
 import pytest
 import yaml
+from script_loader import load_script
 from test_app import app_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +27,7 @@ def run(*args, cwd=ROOT, env=None):
 
 @pytest.fixture(scope="module")
 def deploy_space():
-    spec = importlib.util.spec_from_file_location("deploy_space", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("deploy_space")
 
 
 def front_matter(readme: Path) -> dict:

@@ -1,22 +1,17 @@
 """scripts/prepare_data.py fashion-mnist: IDX files → one folder of 32 px RGB PNGs per class."""
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parent.parent
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def prepare_data():
-    spec = importlib.util.spec_from_file_location("prepare_data", ROOT / "scripts" / "prepare_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prepare_data")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -1,12 +1,12 @@
 """Settings are checked before any model is loaded, and every default has one definition."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from script_loader import load_script
 from training_helpers import SolidSource, tiny_pair
 
 from cocktail import recipe as recipe_module
@@ -17,13 +17,6 @@ from cocktail.training import TrainingConfig, effective_ema_rampup, train
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -1,21 +1,15 @@
 """scripts/reproduce.py: equal budgets for every method, cells, and the tables built from finished cells."""
 
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reproduce")
 
 
 @pytest.mark.parametrize("preset", ["quick", "full"])
