@@ -50,6 +50,7 @@ from .training import (
     CHECKPOINTS_DIR,
     STATE_FILE,
     TrainingConfig,
+    apply_rules,
     check_minibatch_groups,
     effective_ema_rampup,
     number_rule,
@@ -140,10 +141,7 @@ class MergePlan:
                  "ewc_g_synthesis": number_rule(0), "ewc_d": number_rule(0),
                  "ewc_samples": number_rule(FISHER_BATCH, integer=True),
                  "freeze_d_blocks": number_rule(1, integer=True)}
-        for name, rule in rules.items():
-            problem = rule(getattr(self, name))
-            if problem:
-                raise CocktailError(f"{name} {problem} (got {getattr(self, name)!r})")
+        apply_rules(self, rules)
         if self.ewc_samples % FISHER_BATCH:
             raise CocktailError(f"ewc_samples must be a multiple of {FISHER_BATCH}, the Fisher estimate's batch "
                                 f"(got {self.ewc_samples})")

@@ -99,10 +99,7 @@ class TrainingConfig:
     def validate(self, world: int = 1) -> None:
         """Refuse, with one line naming the setting, any value training cannot use: a typo or a NaN in a
         recipe must stop a run before a model is loaded, not end it in a traceback (or finish it silently)."""
-        for name, rule in _SETTING_RULES.items():
-            problem = rule(getattr(self, name))
-            if problem:
-                raise CocktailError(f"{name} {problem} (got {getattr(self, name)!r})")
+        apply_rules(self, _SETTING_RULES)
         if self.batch_size % world:
             raise CocktailError(f"batch_size must be a multiple of the number of processes ({world}) "
                                 f"(got {self.batch_size})")
@@ -124,6 +121,14 @@ def effective_ema_rampup(config: TrainingConfig) -> float | None:
     if config.ema_rampup != "auto":
         return config.ema_rampup
     return AUTO_EMA_RAMPUP if config.kimg * AUTO_EMA_RAMPUP < config.ema_kimg else None
+
+
+def apply_rules(settings, rules: dict) -> None:
+    """Raise one line naming the first setting of ``settings`` (an object) that breaks its rule."""
+    for name, rule in rules.items():
+        problem = rule(getattr(settings, name))
+        if problem:
+            raise CocktailError(f"{name} {problem} (got {getattr(settings, name)!r})")
 
 
 def number_rule(low=None, high=None, low_open=False, high_open=False, optional=False, integer=False):
