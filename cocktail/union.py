@@ -96,9 +96,10 @@ class UnionModel:
         """Write the folder layout; with ``write_card`` also the sample grid and the model card."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.generator.save_pretrained(folder / "generator")
-        if self.discriminator is not None:
-            self.discriminator.save_pretrained(folder / "discriminator")
+        for name, network in (("generator", self.generator), ("discriminator", self.discriminator)):
+            if network is not None:
+                network.save_pretrained(folder / name)
+                drop_load_path(folder / name / "config.json")
         index = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "class_names": self.class_names,
                  "provenance": self.provenance}
         (folder / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
@@ -292,6 +293,14 @@ def make_conditional(generator: Generator, discriminator: Discriminator | None, 
 def network_kwargs(network: Generator | Discriminator, **changes) -> dict:
     """The constructor arguments of a network (its config without diffusers' bookkeeping)."""
     return {**{k: v for k, v in network.config.items() if not k.startswith("_")}, **changes}
+
+
+def drop_load_path(config_file: Path) -> None:
+    """diffusers records where a network was loaded from (``_name_or_path``) and saves it again: a model folder,
+    possibly pushed to the Hub, must not carry a path of the machine that wrote it."""
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:

@@ -72,6 +72,18 @@ def test_save_and_load_round_trip_samples_identically(tiny_networks, tmp_path):
     assert sampler_only.discriminator is None
 
 
+def test_a_loaded_model_saved_again_does_not_record_where_it_was_loaded_from(tiny_networks, tmp_path):
+    UnionModel(*tiny_networks, ["cat"]).save_pretrained(tmp_path / "first", write_card=False)
+    loaded = UnionModel.from_pretrained(tmp_path / "first")
+    assert loaded.generator.config.get("_name_or_path")  # diffusers remembers the folder …
+    loaded.save_pretrained(tmp_path / "second", write_card=False)
+    for network in ("generator", "discriminator"):
+        config = (tmp_path / "second" / network / "config.json").read_text()
+        assert "_name_or_path" not in config and str(tmp_path) not in config  # … a saved folder must not
+    again = UnionModel.from_pretrained(tmp_path / "second")
+    assert torch.equal(again.generate(0, [1]), loaded.generate(0, [1]))
+
+
 def test_sample_is_deterministic_per_seed_and_differs_across_seeds_and_classes(tiny_networks):
     G3, _ = make_conditional(*tiny_networks, 2)
     with torch.no_grad():  # give the classes different embeddings to draw from
