@@ -23,6 +23,15 @@ def perturbed(network, seed, scale=0.1):
 
 
 @pytest.fixture
+def single_thread():
+    """One torch thread for the test: tiny steps on a busy 2-core machine run faster without OpenMP's spinning."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_networks():
     """An unconditional tiny (G, D) pair with deterministic, non-trivial weights."""
     torch.manual_seed(0)

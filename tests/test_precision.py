@@ -17,13 +17,7 @@ from cocktail.networks import Generator
 from cocktail.training import TrainingConfig, train
 from cocktail.union import network_kwargs
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def float16_pair():

@@ -156,14 +156,19 @@ class ForeignSampler(torch.nn.Module):
         return torch.tanh(self.fc(z)).view(-1, 3, 64, 64)
 
 
+def scripted(module, path):
+    """Save ``module`` as TorchScript, as a user of another GAN code base would hand it over."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path))
+    return path
+
+
 @pytest.fixture
 def torchscript_file(tmp_path):
     torch.manual_seed(0)
     module = ForeignSampler()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(module).save(str(tmp_path / "sampler.ts"))
-    return tmp_path / "sampler.ts", module
+    return scripted(module, tmp_path / "sampler.ts"), module
 
 
 def test_foreign_torchscript_at_64_px_is_resized_to_32(torchscript_file):
@@ -213,10 +218,7 @@ class DCGAN(torch.nn.Module):
 def dcgan_file(tmp_path):
     torch.manual_seed(0)
     module = DCGAN().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(module).save(str(tmp_path / "faces.ts"))
-    return tmp_path / "faces.ts", module
+    return scripted(module, tmp_path / "faces.ts"), module
 
 
 def test_a_torchscript_without_z_dim_takes_it_from_its_spec(dcgan_file):
