@@ -23,8 +23,9 @@ import torch
 
 from .assets import example_path, is_example
 from .errors import CocktailError, first_line
-from .images import image_grid, to_pil
+from .images import to_pil
 from .networks import PRESETS, Discriminator, Generator, normalize_2nd_moment
+from .sampling import class_grid, generate, one_hot_classes, seed_latents
 
 FORMAT_NAME = "gan-cocktail"
 FORMAT_VERSION = 1
@@ -139,29 +140,17 @@ class UnionModel:
 
     def labels_to_c(self, indices: Iterable[int]) -> torch.Tensor | None:
         """Class indices → the one-hot conditioning the generator expects (None if unconditional)."""
-        indices = torch.as_tensor(list(indices), dtype=torch.long)
-        if self.generator.c_dim == 0:
-            return None
-        return torch.nn.functional.one_hot(indices, self.generator.c_dim).float().to(self.device)
+        return one_hot_classes(indices, self.generator.c_dim, self.device)
 
     def latents(self, seeds: Iterable[int]) -> torch.Tensor:
         """z for each seed, drawn on CPU so a seed means the same image on every device."""
-        zs = [torch.randn([self.generator.z_dim], generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-        return torch.stack(zs).to(self.device)
+        return seed_latents(seeds, self.generator.z_dim, self.device)
 
-    @torch.no_grad()
     def generate(self, class_label: str | int = 0, seeds: Iterable[int] = (0,), truncation: float = 1.0,
                  noise_mode: str = "const", batch_size: int = 32) -> torch.Tensor:
         """Images in [-1, 1] (NCHW) of one class for the given seeds."""
-        seeds = list(seeds)
-        index = self.class_index(class_label)
-        outputs = []
-        for start in range(0, len(seeds), batch_size):
-            chunk = seeds[start : start + batch_size]
-            z = self.latents(chunk)
-            c = self.labels_to_c([index] * len(chunk))
-            outputs.append(self.generator(z, c, truncation_psi=truncation, noise_mode=noise_mode).float())
-        return torch.cat(outputs)
+        return generate(self.generator, self.class_index(class_label), seeds, truncation=truncation,
+                        noise_mode=noise_mode, batch_size=batch_size)
 
     def sample(self, class_label: str | int = 0, seeds: Iterable[int] = (0,), truncation: float = 1.0,
                noise_mode: str = "const"):
@@ -171,7 +160,7 @@ class UnionModel:
     def sample_grid(self, seeds_per_class: int = 8, truncation: float = 1.0, seeds: Iterable[int] | None = None):
         """One row per class, the same seeds in every row (so rows are comparable)."""
         seeds = list(seeds) if seeds is not None else list(range(seeds_per_class))
-        return image_grid([self.sample(i, seeds, truncation=truncation) for i in range(self.num_classes)])
+        return class_grid(self.generator, self.num_classes, seeds, truncation=truncation)
 
 
 def check_class_name(name, where: str | Path | None = None) -> str:
