@@ -29,7 +29,8 @@ from PIL import Image
 from cocktail import editing
 from cocktail.assets import DEFAULT_UNION, example_path, is_example
 from cocktail.errors import CocktailError, run_script
-from cocktail.union import SAMPLES_FILE, UnionModel
+from cocktail.folder import SAMPLES_FILE
+from cocktail.union import UnionModel
 
 MAX_IMAGES = 16
 MAX_STEPS = 16

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .card import write_model_card
 from .errors import CocktailError, first_line
+from .folder import SEEDS_PER_CLASS, write_model_folder
 from .networks import LOWPASS_TAPS, Discriminator, Generator
-from .union import UnionModel
 
 logger = logging.getLogger(__name__)
 
@@ -457,11 +458,13 @@ def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_na
     }
     provenance = {"method": None, "root": None, "sources": [source], "recipe": {}, "kimg": {}, "metrics": {}}
     try:
-        model = UnionModel(generator=generator, discriminator=networks["D"], class_names=class_names,
-                           provenance=provenance)
+        folder = write_model_folder(output_dir, generator, networks["D"], class_names, provenance,
+                                    seeds_per_class=SEEDS_PER_CLASS if write_card else None)
     except CocktailError as err:
         raise CocktailError(f"{pkl_path}: {err}") from None
-    return Path(model.save_pretrained(output_dir, write_card=write_card))
+    if write_card:
+        write_model_card(folder)
+    return folder
 
 
 def file_sha256(path: Path) -> str:

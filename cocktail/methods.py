@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .assets import is_example
 from .convert import file_sha256
 from .errors import CocktailError
+from .folder import check_class_name
 from .networks import Discriminator, Generator
 from .sources import (
     ENTRY_POINT,
@@ -56,7 +57,7 @@ from .training import (
     number_rule,
     train,
 )
-from .union import UnionModel, average_networks, check_class_name, make_conditional, network_kwargs
+from .union import UnionModel, average_networks, make_conditional, network_kwargs
 
 METHODS = ("cocktail", "average", "scratch", "transfer", "ewc", "freeze_d")
 STAGE_DONE = "stage.json"
@@ -491,7 +492,7 @@ def fisher_cache_dir() -> Path:
     """Where Fisher estimates are kept, next to the other assets of the Hugging Face cache."""
     from huggingface_hub import cached_assets_path
 
-    from .hub import LIBRARY_NAME
+    from .card import LIBRARY_NAME
 
     return Path(cached_assets_path(LIBRARY_NAME, namespace="fisher-information"))
 

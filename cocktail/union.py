@@ -1,19 +1,12 @@
 """The union model: a (class-conditional) generator, its discriminator, class names, provenance.
 
-One folder layout serves a single-domain source and a merged union alike, on disk, in
-``cocktail/assets/`` and on the Hub::
-
-    generator/       config.json + safetensors (the EMA generator)
-    discriminator/   config.json + safetensors (so training can go on)
-    union.json       class names and provenance (sources, resolved commits, recipe, metrics)
-    samples.png      sample grid, one row per class
-    README.md        model card
+It is stored as a model folder (``folder.py``) with its model card (``card.py``), locally, in
+``cocktail/assets/`` or on the Hub.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -22,16 +15,19 @@ from pathlib import Path
 import torch
 
 from .assets import example_path, is_example
-from .errors import CocktailError, first_line
+from .card import write_model_card
+from .errors import CocktailError
+from .folder import (
+    INDEX_FILE,
+    SEEDS_PER_CLASS,
+    checked_class_names,
+    read_index,
+    read_networks,
+    write_model_folder,
+)
 from .images import to_pil
 from .networks import PRESETS, Discriminator, Generator, normalize_2nd_moment
 from .sampling import class_grid, generate, one_hot_classes, seed_latents
-
-FORMAT_NAME = "gan-cocktail"
-FORMAT_VERSION = 1
-INDEX_FILE = "union.json"
-SAMPLES_FILE = "samples.png"
-MAX_CLASS_NAME_BYTES = 100  # a class name becomes part of a folder name (stages/root-<name>-<digest>)
 
 # A tiny architecture for tests and examples: 32 px, a few thousand parameters per layer.
 TINY_G_KWARGS = dict(img_resolution=32, **PRESETS["tiny"])
@@ -46,18 +42,7 @@ class UnionModel:
 
     def __init__(self, generator: Generator, discriminator: Discriminator | None = None,
                  class_names: Sequence[str] | None = None, provenance: dict | None = None):
-        num_classes = max(generator.c_dim, 1)
-        class_names = list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
-        for name in class_names:
-            check_class_name(name)
-        if len(class_names) != num_classes:
-            raise CocktailError(
-                f"{len(class_names)} class names given for a generator with {num_classes} class(es)")
-        if len(set(class_names)) != len(class_names):
-            raise CocktailError(f"class names must be unique, got {class_names}")
-        if discriminator is not None and discriminator.c_dim != generator.c_dim:
-            raise CocktailError(f"generator has c_dim={generator.c_dim} but discriminator has "
-                                f"c_dim={discriminator.c_dim}")
+        class_names = checked_class_names(generator, discriminator, class_names)
         self.generator = generator.eval()
         self.discriminator = discriminator.eval() if discriminator is not None else None
         self.class_names = class_names
@@ -83,31 +68,19 @@ class UnionModel:
             folder = resolved.local_path
             where = f"{spec} ({INDEX_FILE})"
         index = read_index(folder, where)
-        generator = _load_network(Generator, folder, "generator", torch_dtype)
-        discriminator = None
-        if load_discriminator and (folder / "discriminator" / "config.json").is_file():
-            discriminator = _load_network(Discriminator, folder, "discriminator", torch_dtype)
+        generator, discriminator = read_networks(folder, load_discriminator, torch_dtype)
         try:
             model = cls(generator, discriminator, index.get("class_names"), index.get("provenance"))
         except CocktailError as err:
             raise CocktailError(f"{where}: {err}") from None
         return model.to(device) if device is not None else model
 
-    def save_pretrained(self, folder: str | Path, write_card: bool = True, seeds_per_class: int = 8) -> Path:
+    def save_pretrained(self, folder: str | Path, write_card: bool = True,
+                        seeds_per_class: int = SEEDS_PER_CLASS) -> Path:
         """Write the folder layout; with ``write_card`` also the sample grid and the model card."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, network in (("generator", self.generator), ("discriminator", self.discriminator)):
-            if network is not None:
-                network.save_pretrained(folder / name)
-                drop_load_path(folder / name / "config.json")
-        index = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "class_names": self.class_names,
-                 "provenance": self.provenance}
-        (folder / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
+        folder = write_model_folder(folder, self.generator, self.discriminator, self.class_names, self.provenance,
+                                    seeds_per_class=seeds_per_class if write_card else None)
         if write_card:
-            self.sample_grid(seeds_per_class=seeds_per_class).save(folder / SAMPLES_FILE)
-            from .hub import write_model_card
-
             write_model_card(folder)
         return folder
 
@@ -157,69 +130,11 @@ class UnionModel:
         """PIL images of one class, one per seed; the same seed always gives the same image."""
         return to_pil(self.generate(class_label, seeds, truncation=truncation, noise_mode=noise_mode))
 
-    def sample_grid(self, seeds_per_class: int = 8, truncation: float = 1.0, seeds: Iterable[int] | None = None):
+    def sample_grid(self, seeds_per_class: int = SEEDS_PER_CLASS, truncation: float = 1.0,
+                    seeds: Iterable[int] | None = None):
         """One row per class, the same seeds in every row (so rows are comparable)."""
         seeds = list(seeds) if seeds is not None else list(range(seeds_per_class))
         return class_grid(self.generator, self.num_classes, seeds, truncation=truncation)
-
-
-def check_class_name(name, where: str | Path | None = None) -> str:
-    """A class name is data from someone's ``union.json`` or recipe that becomes part of folder names
-    (``stages/root-<name>``) and captions: it must not be able to name a path or hide characters.
-    Errors start with ``where`` (the model or source), when given."""
-    prefix = f"{where}: " if where is not None else ""
-    if not isinstance(name, str):
-        raise CocktailError(f"{prefix}class name {name!r} is not a string ({type(name).__name__})")
-    problems = [
-        (not name.strip(), "is empty"),
-        (not name.isprintable(), "contains a control or other unprintable character"),
-        (name != name.strip(), "starts or ends with a space"),
-        (len(name.encode()) > MAX_CLASS_NAME_BYTES, f"is longer than {MAX_CLASS_NAME_BYTES} bytes"),
-        (any(sep in name for sep in "/\\"), "contains a path separator"),
-        (".." in name, "contains '..'"),
-    ]
-    reason = next((why for bad, why in problems if bad), None)
-    if reason is not None:
-        shown = name if len(name) <= 40 else name[:40] + "…"
-        raise CocktailError(f"{prefix}class name {shown!r} {reason}")
-    return name
-
-
-def read_index(folder: str | Path, where: str | Path | None = None) -> dict:
-    """Read and check ``union.json`` (its class names too) and the presence of ``generator/``;
-    errors name ``where`` (default: the index file)."""
-    folder = Path(folder)
-    index_path = folder / INDEX_FILE
-    if not (folder / "generator" / "config.json").is_file():
-        raise CocktailError(f"{folder}: not a GAN Cocktail model folder (no generator/config.json)")
-    if not index_path.is_file():
-        raise CocktailError(f"{folder}: not a GAN Cocktail model folder (no {INDEX_FILE})")
-    try:
-        index = json.loads(index_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CocktailError(f"{index_path}: not valid JSON ({err})") from None
-    if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
-        raise CocktailError(f"{index_path}: not a GAN Cocktail index (expected \"format\": \"{FORMAT_NAME}\")")
-    if index.get("format_version", 0) > FORMAT_VERSION:
-        raise CocktailError(f"{index_path}: format_version {index['format_version']} is newer than this "
-                            f"version of cocktail supports ({FORMAT_VERSION}); upgrade the package")
-    names = index.get("class_names")
-    if names is not None and not isinstance(names, list):
-        raise CocktailError(f"{where or index_path}: class_names is a {type(names).__name__}, not a list")
-    for name in names or []:
-        check_class_name(name, where or index_path)
-    return index
-
-
-def _load_network(network_cls, folder: Path, subfolder: str, torch_dtype):
-    """``from_pretrained`` with expected failures turned into one-line errors naming the file."""
-    path = folder / subfolder
-    try:
-        network = network_cls.from_pretrained(path, torch_dtype=torch_dtype, low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        message = first_line(err)
-        raise CocktailError(f"{path}: cannot load the {subfolder} ({message})") from None
-    return network.eval()
 
 
 def make_conditional(generator: Generator, discriminator: Discriminator | None, num_classes: int, seed: int = 0):
@@ -282,14 +197,6 @@ def make_conditional(generator: Generator, discriminator: Discriminator | None, 
 def network_kwargs(network: Generator | Discriminator, **changes) -> dict:
     """The constructor arguments of a network (its config without diffusers' bookkeeping)."""
     return {**{k: v for k, v in network.config.items() if not k.startswith("_")}, **changes}
-
-
-def drop_load_path(config_file: Path) -> None:
-    """diffusers records where a network was loaded from (``_name_or_path``) and saves it again: a model folder,
-    possibly pushed to the Hub, must not carry a path of the machine that wrote it."""
-    config = json.loads(config_file.read_text())
-    if config.pop("_name_or_path", None) is not None:
-        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:

@@ -114,8 +114,8 @@ def write_outputs(evaluations, output_dir: Path) -> None:
 
 def store_in_model(folder: Path, evaluations) -> None:
     """Merge the figures into provenance.metrics (other entries kept) and regenerate a generated card."""
-    from cocktail.hub import CARD_MARKER, write_model_card
-    from cocktail.union import INDEX_FILE, read_index
+    from cocktail.card import CARD_MARKER, write_model_card
+    from cocktail.folder import INDEX_FILE, read_index
 
     index = read_index(folder)
     provenance = index.setdefault("provenance", {})

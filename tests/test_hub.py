@@ -18,9 +18,9 @@ import torch
 from hub_server import DEFAULT_TOKEN, HubServer, point_client_at
 from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
 
-from cocktail import hub as cocktail_hub
+from cocktail.card import CARD_MARKER, write_model_card
 from cocktail.errors import CocktailError
-from cocktail.hub import parse_spec, push_to_hub, resolve, write_model_card
+from cocktail.hub import parse_spec, push_to_hub, resolve
 from cocktail.methods import load_ingredient
 from cocktail.networks import Discriminator, Generator
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel, make_conditional
@@ -413,4 +413,4 @@ def test_handwritten_card_is_pushed_as_is(hub, tmp_path):
     push_to_hub(folder, "org/cat", token=DEFAULT_TOKEN)
     assert Path(hf_hub_download("org/cat", "README.md")).read_text() == "---\nlicense: mit\n---\n# My cat GAN\n"
     write_model_card(folder)
-    assert cocktail_hub.CARD_MARKER in (folder / "README.md").read_text()
+    assert CARD_MARKER in (folder / "README.md").read_text()

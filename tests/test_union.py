@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from cocktail.card import write_model_card
 from cocktail.errors import CocktailError
-from cocktail.hub import write_model_card
+from cocktail.folder import check_class_name
 from cocktail.methods import MergePlan, load_ingredient
 from cocktail.networks import Discriminator, Generator
 from cocktail.union import (
@@ -16,7 +17,6 @@ from cocktail.union import (
     TINY_G_KWARGS,
     UnionModel,
     average_networks,
-    check_class_name,
     make_conditional,
 )
 
