@@ -3,7 +3,9 @@
     python app.py                          # the shipped example union on http://127.0.0.1:7860, offline
     python app.py --model org/name@rev     # a union model from the Hub (or a local model folder)
 
-UI wiring only: sampling and editing live in ``cocktail.union`` and ``cocktail.editing``.
+``DemoHandlers`` does what each tab asks, with plain values in and out (no server needed, so tests call it
+directly); one small builder per tab lays out its widgets and wires its events to those handlers; ``build_demo``
+composes the tabs. Sampling and editing themselves live in ``cocktail.union`` and ``cocktail.editing``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ COMPARE_WAIT_S = 20
 # A deployed Space names its model here (written by scripts/deploy_space.py); `--model` overrides it.
 DEFAULT_MODEL_FILE = Path(__file__).with_name("default_model.txt")
 
-try:  # ZeroGPU Spaces attach a GPU only while a `spaces.GPU` function runs
+# ZeroGPU Spaces attach a GPU only while a `spaces.GPU` function runs. Each tab wraps its bound handler, so
+# what crosses into the GPU worker is the widgets' plain values, never the handlers with their lock and pool.
+try:
     import spaces
 
     gpu = spaces.GPU
@@ -90,103 +94,103 @@ def model_summary(model: UnionModel) -> str:
             f"{g.num_ws} style layers.")
 
 
-def build_demo(model: UnionModel, model_card: str | None = None, samples=None, from_hub: bool = False,
-               queue_size: int = QUEUE_SIZE) -> gr.Blocks:
-    """The demo's UI for one union model; the caller launches it (tests launch it on a tiny model).
+class DemoHandlers:
+    """What the demo does for one union model, callable without a server (so tests call it directly).
 
-    ``model_card`` is the card's markdown (without front matter), ``samples`` its sample grid (PIL).
+    Each public method takes the widgets' plain values and returns what the output widgets show; an expected
+    error (a bad seed, an unknown class) comes out as `gr.Error` with a readable message. What every visitor
+    shares (the PCA of W, the loaded source models) is computed once, under a lock.
     ``from_hub``: the model is someone else's, so Compare only fetches Hub sources at their recorded commit.
     """
-    num_ws = model.generator.num_ws
-    num_directions = min(NUM_DIRECTIONS, model.generator.w_dim)
-    classes = model.class_names
-    animation_dir = tempfile.TemporaryDirectory(prefix="gan-cocktail-")  # removed when the app goes away
-    cache_lock = threading.Lock()
-    cache: dict[str, object] = {}
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-sources")
 
-    def cached(key, compute):
-        """Compute once, on first use, shared by every visitor (PCA of W, loaded source models)."""
-        with cache_lock:
-            if key not in cache:
-                cache[key] = compute()
-            return cache[key]
+    def __init__(self, model: UnionModel, from_hub: bool = False):
+        self.model = model
+        self.from_hub = from_hub
+        self.classes = model.class_names
+        self.num_ws = model.generator.num_ws
+        self.num_directions = min(NUM_DIRECTIONS, model.generator.w_dim)
+        self._animations = tempfile.TemporaryDirectory(prefix="gan-cocktail-")  # removed with the handlers
+        self._cache: dict[str, object] = {}
+        self._cache_lock = threading.Lock()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-sources")
 
-    def psi_of(value):
+    def cached(self, key, compute):
+        """Compute once, on first use, shared by every visitor."""
+        with self._cache_lock:
+            if key not in self._cache:
+                self._cache[key] = compute()
+            return self._cache[key]
+
+    def _psi(self, value):
         return editing.check_range("truncation ψ", value, MIN_PSI, MAX_PSI)
 
-    def class_of(name):
-        return classes[model.class_index(name if name is not None else "")]
+    def _class(self, name):
+        return self.classes[self.model.class_index(name if name is not None else "")]
 
-    def endpoint(class_name, seed):
-        return class_of(class_name), editing.check_seed(seed)
+    def _endpoint(self, class_name, seed):
+        return self._class(class_name), editing.check_seed(seed)
 
     @_user_errors
-    def random_seeds(count):
+    def random_seeds(self, count):
         count = editing.check_range("number of images", count, 1, MAX_IMAGES, integer=True)
         start = random.randint(0, editing.MAX_SEED - count + 1)
         return f"{start}-{start + count - 1}" if count > 1 else str(start)
 
-    @gpu
     @_user_errors
-    def generate(class_name, seeds_text, count, psi):
-        name, psi = class_of(class_name), psi_of(psi)
+    def generate(self, class_name, seeds_text, count, psi):
+        name, psi = self._class(class_name), self._psi(psi)
         count = editing.check_range("number of images", count, 1, MAX_IMAGES, integer=True)
         seeds = editing.parse_seeds(seeds_text, MAX_IMAGES)
         if len(seeds) == 1 and count > 1:  # one seed means "start here": count consecutive seeds
             seeds = editing.parse_seeds(f"{seeds[0]}-{seeds[0] + count - 1}", MAX_IMAGES)
-        images = model.sample(name, seeds, truncation=psi)
+        images = self.model.sample(name, seeds, truncation=psi)
         return _gallery(images, [f"{name} · seed {s} · ψ {psi:g}" for s in seeds])
 
-    @gpu
     @_user_errors
-    def style_mix(class_a, seed_a, class_b, seed_b, crossover, psi):
-        a, b, psi = endpoint(class_a, seed_a), endpoint(class_b, seed_b), psi_of(psi)
-        crossover = editing.check_range("crossover layer", crossover, 1, num_ws - 1, integer=True)
-        images = editing.style_mix(model, a, b, crossover, truncation=psi)
+    def style_mix(self, class_a, seed_a, class_b, seed_b, crossover, psi):
+        a, b, psi = self._endpoint(class_a, seed_a), self._endpoint(class_b, seed_b), self._psi(psi)
+        crossover = editing.check_range("crossover layer", crossover, 1, self.num_ws - 1, integer=True)
+        images = editing.style_mix(self.model, a, b, crossover, truncation=psi)
         return _gallery(images, [f"coarse: {a[0]} · seed {a[1]}", f"fine: {b[0]} · seed {b[1]}",
                                  f"mix at layer {crossover} · ψ {psi:g}"])
 
-    @gpu
     @_user_errors
-    def interpolate(class_a, seed_a, class_b, seed_b, steps, psi, fmt):
-        a, b, psi = endpoint(class_a, seed_a), endpoint(class_b, seed_b), psi_of(psi)
+    def interpolate(self, class_a, seed_a, class_b, seed_b, steps, psi, fmt):
+        """The frames, and the path of their animation (a file these handlers own)."""
+        a, b, psi = self._endpoint(class_a, seed_a), self._endpoint(class_b, seed_b), self._psi(psi)
         steps = editing.check_range("steps", steps, 2, MAX_STEPS, integer=True)
         if fmt not in editing.ANIMATION_FORMATS:
             formats = " or ".join(editing.ANIMATION_FORMATS)
             raise CocktailError(f"animation format must be {formats}, got {fmt!r}")
-        frames = editing.interpolate(model, a, b, steps, truncation=psi)
+        frames = editing.interpolate(self.model, a, b, steps, truncation=psi)
         # Named by its parameters: a repeated request rewrites the same small file instead of adding one.
-        name = f"{classes.index(a[0])}-{a[1]}_{classes.index(b[0])}-{b[1]}_{steps}_{psi:g}.{fmt}"
-        path = Path(animation_dir.name) / name
+        name = f"{self.classes.index(a[0])}-{a[1]}_{self.classes.index(b[0])}-{b[1]}_{steps}_{psi:g}.{fmt}"
+        path = Path(self._animations.name) / name
         staging = editing.save_animation(frames, path.with_name(f".{uuid.uuid4().hex}.{fmt}"))
         os.replace(staging, path)  # whole: a visitor downloading the previous copy never reads a partial one
         captions = [f"{i / (steps - 1):.2f}" for i in range(steps)]
         return _gallery(frames, captions), str(path)
 
-    def fit_directions():
-        return editing.pca_directions(model, num_components=num_directions)
-
-    @gpu
     @_user_errors
-    def directions(index, strength, class_name, seeds_text, psi):
-        name, psi = class_of(class_name), psi_of(psi)
-        index = editing.check_range("direction", index, 0, num_directions - 1, integer=True)
+    def directions(self, index, strength, class_name, seeds_text, psi):
+        name, psi = self._class(class_name), self._psi(psi)
+        index = editing.check_range("direction", index, 0, self.num_directions - 1, integer=True)
         strength = editing.check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
         seeds = editing.parse_seeds(seeds_text, MAX_IMAGES)
-        found = cached("directions", fit_directions)
-        images = editing.edit(model, found, index, strength, name, seeds, truncation=psi)
+        found = self.cached("directions",
+                            lambda: editing.pca_directions(self.model, num_components=self.num_directions))
+        images = editing.edit(self.model, found, index, strength, name, seeds, truncation=psi)
         return _gallery(images, [f"{name} · seed {s} · PC{index} {strength:+g}σ" for s in seeds])
 
-    def load_sources():
-        return editing.load_sources(model, hub_only=from_hub, limit=MAX_COMPARE_SOURCES,
+    def _load_sources(self):
+        return editing.load_sources(self.model, hub_only=self.from_hub, limit=MAX_COMPARE_SOURCES,
                                     deadline=time.monotonic() + COMPARE_LOAD_S)
 
-    @gpu
     @_user_errors
-    def compare(seed, psi):
-        seed, psi = editing.check_seed(seed), psi_of(psi)
-        loading = cached("sources", lambda: background.submit(load_sources))  # once, for every visitor
+    def compare(self, seed, psi):
+        """Union and source images of one seed, and a note on the sources that could not be loaded."""
+        seed, psi = editing.check_seed(seed), self._psi(psi)
+        loading = self.cached("sources", lambda: self._background.submit(self._load_sources))  # in the background
         try:
             sources = loading.result(timeout=COMPARE_WAIT_S)
         except FutureTimeout:
@@ -194,7 +198,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None, f
         if not sources:
             return [], "This model's provenance lists no source models to compare with."
         items = []
-        for name, union_image, source_image in editing.compare(model, sources, seed, truncation=psi):
+        for name, union_image, source_image in editing.compare(self.model, sources, seed, truncation=psi):
             items.append((union_image, f"union · {name} · seed {seed}"))
             if source_image is not None:
                 items.append((source_image, f"source {name} · seed {seed}"))
@@ -202,97 +206,144 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None, f
         note = "Sources not available here, so skipped:\n" + "\n".join(notes) if notes else ""
         return items, note
 
-    first, second = classes[0], classes[min(1, len(classes) - 1)]
-    psi_slider = functools.partial(gr.Slider, MIN_PSI, MAX_PSI, step=0.05, label="truncation ψ",
-                                   info="lower: more typical, less varied")
-    seed_box = functools.partial(gr.Number, precision=0, minimum=0, maximum=editing.MAX_SEED)
-    gallery = functools.partial(gr.Gallery, columns=4, height="auto", object_fit="contain", interactive=False,
-                                format="png")  # lossless: what a visitor downloads is what the seed gives
 
+def psi_slider():
+    return gr.Slider(MIN_PSI, MAX_PSI, value=0.7, step=0.05, label="truncation ψ",
+                     info="lower: more typical, less varied")
+
+
+def seed_box(value, label):
+    return gr.Number(value, label=label, precision=0, minimum=0, maximum=editing.MAX_SEED)
+
+
+def gallery(label, columns=4):
+    return gr.Gallery(label=label, columns=columns, height="auto", object_fit="contain", interactive=False,
+                      format="png")  # lossless: what a visitor downloads is what the seed gives
+
+
+def two_classes(classes):
+    """The default pair of classes for the tabs that go from one to another."""
+    return classes[0], classes[min(1, len(classes) - 1)]
+
+
+def generate_tab(handlers: DemoHandlers):
+    classes = handlers.classes
+    with gr.Tab("Generate"):
+        with gr.Row():
+            class_name = gr.Dropdown(classes, value=classes[0], label="class")
+            seeds = gr.Textbox("0-7", label="seeds",
+                               info="e.g. 0-7 or 1,5,9; a single seed gives `count` consecutive ones")
+            count = gr.Slider(1, MAX_IMAGES, value=8, step=1, label="count")
+            psi = psi_slider()
+        with gr.Row():
+            generate_button = gr.Button("Generate", variant="primary")
+            random_button = gr.Button("Random seeds")
+        samples = gallery("samples")
+    generate, inputs = gpu(handlers.generate), [class_name, seeds, count, psi]
+    generate_button.click(generate, inputs, samples, api_name="generate")
+    seeds.submit(generate, inputs, samples, api_visibility="private")
+    random_button.click(handlers.random_seeds, count, seeds, api_name="random_seeds").then(
+        generate, inputs, samples, api_visibility="private")
+
+
+def style_mixing_tab(handlers: DemoHandlers):
+    first, second = two_classes(handlers.classes)
+    num_ws = handlers.num_ws
+    with gr.Tab("Style mixing"):
+        with gr.Row():
+            class_a = gr.Dropdown(handlers.classes, value=first, label="coarse styles from class")
+            seed_a = seed_box(1, "coarse seed")
+            class_b = gr.Dropdown(handlers.classes, value=second, label="fine styles from class")
+            seed_b = seed_box(2, "fine seed")
+        with gr.Row():
+            crossover = gr.Slider(1, num_ws - 1, value=max(1, num_ws // 2), step=1,
+                                  label="crossover layer", info="layers below it: coarse image")
+            psi = psi_slider()
+        button = gr.Button("Mix", variant="primary")
+        images = gallery("coarse · fine · mix", columns=3)
+    button.click(gpu(handlers.style_mix), [class_a, seed_a, class_b, seed_b, crossover, psi], images,
+                 api_name="style_mix")
+
+
+def interpolation_tab(handlers: DemoHandlers):
+    first, second = two_classes(handlers.classes)
+    with gr.Tab("Interpolation"):
+        with gr.Row():
+            class_a = gr.Dropdown(handlers.classes, value=first, label="from class")
+            seed_a = seed_box(1, "from seed")
+            class_b = gr.Dropdown(handlers.classes, value=second, label="to class")
+            seed_b = seed_box(2, "to seed")
+        with gr.Row():
+            steps = gr.Slider(2, MAX_STEPS, value=8, step=1, label="steps")
+            psi = psi_slider()
+            fmt = gr.Radio(list(editing.ANIMATION_FORMATS), value="gif", label="animation")
+        button = gr.Button("Interpolate", variant="primary")
+        frames = gallery("frames", columns=MAX_STEPS)
+        animation = gr.Image(type="filepath", label="animation", interactive=False, height=256)
+    button.click(gpu(handlers.interpolate), [class_a, seed_a, class_b, seed_b, steps, psi, fmt],
+                 [frames, animation], api_name="interpolate")
+
+
+def directions_tab(handlers: DemoHandlers):
+    with gr.Tab("Directions"):
+        gr.Markdown("Principal directions of W over all classes (GANSpace-style PCA, no labels), "
+                    "applied to any class. Computed once, on first use.")
+        with gr.Row():
+            index = gr.Slider(0, handlers.num_directions - 1, value=0, step=1,
+                              label="direction (principal component)")
+            strength = gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=2.0, step=0.25, label="strength (σ)")
+        with gr.Row():
+            class_name = gr.Dropdown(handlers.classes, value=handlers.classes[0], label="class")
+            seeds = gr.Textbox("0-3", label="seeds")
+            psi = psi_slider()
+        button = gr.Button("Apply", variant="primary")
+        edited = gallery("edited")
+    button.click(gpu(handlers.directions), [index, strength, class_name, seeds, psi], edited,
+                 api_name="directions")
+
+
+def compare_tab(handlers: DemoHandlers):
+    with gr.Tab("Compare"):
+        gr.Markdown("The same seed through the union and through each source model it was merged from.")
+        with gr.Row():
+            seed = seed_box(0, "seed")
+            psi = psi_slider()
+        button = gr.Button("Compare", variant="primary")
+        images = gallery("union · source", columns=2)
+        note = gr.Markdown()
+    button.click(gpu(handlers.compare), [seed, psi], [images, note], api_name="compare")
+
+
+def model_info_tab(model: UnionModel, model_card: str | None, samples):
+    with gr.Tab("Model info"):
+        gr.Markdown(model_card or model_summary(model))
+        if samples is not None:
+            gr.Image(samples, label="samples, one row per class", interactive=False, format="png")
+        gr.JSON({"classes": model.class_names}, label="classes")
+        provenance = json.loads(json.dumps(model.provenance, default=str))  # JSON-safe for the browser
+        gr.JSON(provenance, label="provenance")
+        gr.JSON(provenance.get("metrics") or {}, label="metrics")
+
+
+def build_demo(model: UnionModel, model_card: str | None = None, samples=None, from_hub: bool = False,
+               queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+    """The demo's UI for one union model; the caller launches it (tests launch it on a tiny model).
+
+    ``model_card`` is the card's markdown (without front matter), ``samples`` its sample grid (PIL).
+    ``from_hub``: the model is someone else's, so Compare only fetches Hub sources at their recorded commit.
+    """
+    handlers = DemoHandlers(model, from_hub)
     # Every response has its own image files (see _gallery): every 15 minutes, those older than 30 go.
     with gr.Blocks(title="GAN Cocktail", delete_cache=(900, 1800)) as demo:
         gr.Markdown("# GAN Cocktail\nOne class-conditional GAN merged from several single-domain GANs. "
                     "All classes share one latent space, so styles, walks and edits cross domains.\n\n"
                     + model_summary(model))
-        with gr.Tab("Generate"):
-            with gr.Row():
-                gen_class = gr.Dropdown(classes, value=first, label="class")
-                gen_seeds = gr.Textbox("0-7", label="seeds",
-                                       info="e.g. 0-7 or 1,5,9; a single seed gives `count` consecutive ones")
-                gen_count = gr.Slider(1, MAX_IMAGES, value=8, step=1, label="count")
-                gen_psi = psi_slider(value=0.7)
-            with gr.Row():
-                gen_button = gr.Button("Generate", variant="primary")
-                random_button = gr.Button("Random seeds")
-            gen_gallery = gallery(label="samples")
-        with gr.Tab("Style mixing"):
-            with gr.Row():
-                mix_class_a = gr.Dropdown(classes, value=first, label="coarse styles from class")
-                mix_seed_a = seed_box(value=1, label="coarse seed")
-                mix_class_b = gr.Dropdown(classes, value=second, label="fine styles from class")
-                mix_seed_b = seed_box(value=2, label="fine seed")
-            with gr.Row():
-                mix_layer = gr.Slider(1, num_ws - 1, value=max(1, num_ws // 2), step=1,
-                                      label="crossover layer", info="layers below it: coarse image")
-                mix_psi = psi_slider(value=0.7)
-            mix_button = gr.Button("Mix", variant="primary")
-            mix_gallery = gallery(label="coarse · fine · mix", columns=3)
-        with gr.Tab("Interpolation"):
-            with gr.Row():
-                int_class_a = gr.Dropdown(classes, value=first, label="from class")
-                int_seed_a = seed_box(value=1, label="from seed")
-                int_class_b = gr.Dropdown(classes, value=second, label="to class")
-                int_seed_b = seed_box(value=2, label="to seed")
-            with gr.Row():
-                int_steps = gr.Slider(2, MAX_STEPS, value=8, step=1, label="steps")
-                int_psi = psi_slider(value=0.7)
-                int_format = gr.Radio(list(editing.ANIMATION_FORMATS), value="gif", label="animation")
-            int_button = gr.Button("Interpolate", variant="primary")
-            int_gallery = gallery(label="frames", columns=MAX_STEPS)
-            int_animation = gr.Image(type="filepath", label="animation", interactive=False, height=256)
-        with gr.Tab("Directions"):
-            gr.Markdown("Principal directions of W over all classes (GANSpace-style PCA, no labels), "
-                        "applied to any class. Computed once, on first use.")
-            with gr.Row():
-                dir_index = gr.Slider(0, num_directions - 1, value=0, step=1,
-                                      label="direction (principal component)")
-                dir_strength = gr.Slider(-MAX_STRENGTH, MAX_STRENGTH, value=2.0, step=0.25,
-                                         label="strength (σ)")
-            with gr.Row():
-                dir_class = gr.Dropdown(classes, value=first, label="class")
-                dir_seeds = gr.Textbox("0-3", label="seeds")
-                dir_psi = psi_slider(value=0.7)
-            dir_button = gr.Button("Apply", variant="primary")
-            dir_gallery = gallery(label="edited")
-        with gr.Tab("Compare"):
-            gr.Markdown("The same seed through the union and through each source model it was merged from.")
-            with gr.Row():
-                cmp_seed = seed_box(value=0, label="seed")
-                cmp_psi = psi_slider(value=0.7)
-            cmp_button = gr.Button("Compare", variant="primary")
-            cmp_gallery = gallery(label="union · source", columns=2)
-            cmp_note = gr.Markdown()
-        with gr.Tab("Model info"):
-            gr.Markdown(model_card or model_summary(model))
-            if samples is not None:
-                gr.Image(samples, label="samples, one row per class", interactive=False, format="png")
-            gr.JSON({"classes": classes}, label="classes")
-            provenance = json.loads(json.dumps(model.provenance, default=str))  # JSON-safe for the browser
-            gr.JSON(provenance, label="provenance")
-            gr.JSON(provenance.get("metrics") or {}, label="metrics")
-
-        gen_inputs = [gen_class, gen_seeds, gen_count, gen_psi]
-        gen_button.click(generate, gen_inputs, gen_gallery, api_name="generate")
-        gen_seeds.submit(generate, gen_inputs, gen_gallery, api_visibility="private")
-        random_button.click(random_seeds, gen_count, gen_seeds, api_name="random_seeds").then(
-            generate, gen_inputs, gen_gallery, api_visibility="private")
-        mix_button.click(style_mix, [mix_class_a, mix_seed_a, mix_class_b, mix_seed_b, mix_layer, mix_psi],
-                         mix_gallery, api_name="style_mix")
-        int_button.click(interpolate, [int_class_a, int_seed_a, int_class_b, int_seed_b, int_steps, int_psi,
-                                       int_format], [int_gallery, int_animation], api_name="interpolate")
-        dir_button.click(directions, [dir_index, dir_strength, dir_class, dir_seeds, dir_psi], dir_gallery,
-                         api_name="directions")
-        cmp_button.click(compare, [cmp_seed, cmp_psi], [cmp_gallery, cmp_note], api_name="compare")
+        generate_tab(handlers)
+        style_mixing_tab(handlers)
+        interpolation_tab(handlers)
+        directions_tab(handlers)
+        compare_tab(handlers)
+        model_info_tab(model, model_card, samples)
     demo.queue(max_size=queue_size)  # beyond it: gradio's "Queue is full! Please try again." (never a drop)
     return demo
 
