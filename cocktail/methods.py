@@ -59,7 +59,6 @@ from .training import (
 )
 from .union import UnionModel, average_networks, make_conditional, network_kwargs
 
-METHODS = ("cocktail", "average", "scratch", "transfer", "ewc", "freeze_d")
 STAGE_DONE = "stage.json"
 STAGE_INPUTS = "inputs.json"  # written when a stage starts: its checkpoints belong to these inputs
 RUN_RECORD = "run.json"
@@ -133,10 +132,14 @@ class MergePlan:
     def root_model(self) -> UnionModel:
         return self.ingredients[self.root].model
 
+    @property
+    def merge_method(self) -> MergeMethod:
+        return MERGE_METHODS[self.method]
+
     def check_settings(self, world: int = 1) -> None:
         """Every setting that needs no model: checked before any source is loaded."""
-        if self.method not in METHODS:
-            raise CocktailError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method not in MERGE_METHODS:
+            raise CocktailError(f"unknown method {self.method!r}; choose one of {', '.join(MERGE_METHODS)}")
         rules = {"root_kimg": number_rule(0), "merge_kimg": number_rule(0, low_open=True),
                  "truncation": number_rule(0, 1, low_open=True), "ewc_g_mapping": number_rule(0),
                  "ewc_g_synthesis": number_rule(0), "ewc_d": number_rule(0),
@@ -171,24 +174,139 @@ class MergePlan:
             raise CocktailError(f"root {root.name!r} ({root.spec}) is conditional; the root must be an "
                                 "unconditional single-domain model")
         check_minibatch_groups(root.model.discriminator, self.training.batch_size, world)
-        blocks = len(root.model.discriminator.block_resolutions)
-        if self.method == "freeze_d" and self.freeze_d_blocks > blocks:
-            raise CocktailError(f"freeze_d_blocks {self.freeze_d_blocks} would freeze every convolution block of "
-                                f"the root's discriminator; at most {blocks} (of b{root.model.generator.img_resolution}"
-                                " … b8; b4 with the output head always trains)")
-        if self.method == "average":
-            reference = network_kwargs(root.model.generator)
-            for ing in self.ingredients:
-                if ing.model is None or network_kwargs(ing.model.generator) != reference:
-                    raise CocktailError(f"method 'average' needs every source to share the root's architecture; "
-                                        f"{ing.name!r} ({ing.spec}) does not")
-                if ing.model.discriminator is None:
-                    raise CocktailError(f"method 'average' needs every source's discriminator; {ing.name!r} has none")
+        self.merge_method.check(self)
 
 
 def plan_defaults() -> dict:
     """The merge settings and their defaults, from MergePlan (recipes and flags derive theirs from it)."""
     return {f.name: f.default for f in fields(MergePlan) if f.name not in ("ingredients", "root", "training")}
+
+
+# -- the methods -------------------------------------------------------------------------------
+
+
+class MergeMethod:
+    """One way to set up the training loop for a merge: subclass it, override what differs, register it.
+
+    Every method ends in one stage that fine-tunes conditional networks on the labelled mixture of all
+    sources. ``parents`` says what that stage starts from: the average of the root and every other source
+    rooted first, in a stage of its own ("rooted"), or of the raw sources ("sources"), made conditional
+    (the stage is then named "merge"); or, when None, ``start`` applied to the root (the stage is named
+    after the method).
+    """
+
+    name: str  # --method, the recipe's method and the folder stages/<name>/
+    title: str  # its name in the paper's tables
+    parents: str | None = None
+
+    def check(self, plan: MergePlan) -> None:
+        """Refuse a plan this method cannot run, after MergePlan's own checks and before any training."""
+
+    def start(self, G: Generator, D: Discriminator, num_classes: int, seed: int) -> tuple[Generator, Discriminator]:
+        """The final stage's networks, from the root's (when there are no parents)."""
+        return make_conditional(G, D, num_classes, seed=seed)
+
+    def settings(self, plan: MergePlan) -> dict:
+        """This method's own settings that decide its result: recorded in the recipe and in its stage's inputs."""
+        return {}
+
+    def training(self, plan: MergePlan, G: Generator, D: Discriminator, accelerator, log) -> dict:
+        """Extra arguments of ``train`` for the final stage, given its start networks (penalties, frozen weights)."""
+        return {}
+
+    def roots(self, plan: MergePlan, i: int) -> bool:
+        """Whether source ``i`` is rooted, in a stage of its own, before the merge."""
+        return self.parents == "rooted" and i != plan.root and plan.root_kimg > 0
+
+
+MERGE_METHODS: dict[str, MergeMethod] = {}  # name → method, registered in the order of the paper's tables
+
+
+def register_method(cls: type[MergeMethod]) -> type[MergeMethod]:
+    """Make a method a choice of MergePlan, recipes and ``--method``."""
+    if cls.name in MERGE_METHODS:
+        raise ValueError(f"a merge method named {cls.name!r} is already registered")
+    MERGE_METHODS[cls.name] = cls()
+    return cls
+
+
+@register_method
+class Scratch(MergeMethod):
+    """Randomly initialised conditional networks of the root's architecture, trained on the mixture."""
+
+    name, title = "scratch", "scratch"
+
+    def start(self, G, D, num_classes, seed):
+        torch.manual_seed(seed)
+        return (Generator(**network_kwargs(G, c_dim=num_classes)),
+                Discriminator(**network_kwargs(D, c_dim=num_classes)))
+
+
+@register_method
+class Transfer(MergeMethod):
+    """TransferGAN (Wang et al. 2018): the root, made conditional, fine-tuned on the mixture."""
+
+    name, title = "transfer", "TransferGAN"
+
+
+@register_method
+class EWC(Transfer):
+    """EWC (Li et al. 2020): TransferGAN with a penalty on moving the weights that the root's Fisher
+    information says matter."""
+
+    name, title = "ewc", "EWC"
+
+    def settings(self, plan):
+        return {"ewc": ewc_settings(plan)}
+
+    def training(self, plan, G, D, accelerator, log):
+        return ewc_penalties(plan, G, D, accelerator, log)
+
+
+@register_method
+class FreezeD(Transfer):
+    """Freeze-D (Mo et al. 2020): TransferGAN with D's first ``freeze_d_blocks`` blocks (from the image side)
+    kept frozen."""
+
+    name, title = "freeze_d", "Freeze-D"
+
+    def check(self, plan):
+        root = plan.root_model
+        blocks = len(root.discriminator.block_resolutions)
+        if plan.freeze_d_blocks > blocks:
+            raise CocktailError(f"freeze_d_blocks {plan.freeze_d_blocks} would freeze every convolution block of "
+                                f"the root's discriminator; at most {blocks} (of b{root.generator.img_resolution}"
+                                " … b8; b4 with the output head always trains)")
+
+    def settings(self, plan):
+        return {"freeze_d_blocks": plan.freeze_d_blocks}
+
+    def training(self, plan, G, D, accelerator, log):
+        return {"frozen_d_prefixes": tuple(f"b{res}." for res in D.block_resolutions[: plan.freeze_d_blocks])}
+
+
+@register_method
+class Average(MergeMethod):
+    """Naive averaging of the raw sources (the paper's failure case), made conditional and fine-tuned."""
+
+    name, title, parents = "average", "average", "sources"
+
+    def check(self, plan):
+        reference = network_kwargs(plan.root_model.generator)
+        for ing in plan.ingredients:
+            if ing.model is None or network_kwargs(ing.model.generator) != reference:
+                raise CocktailError(f"method 'average' needs every source to share the root's architecture; "
+                                    f"{ing.name!r} ({ing.spec}) does not")
+            if ing.model.discriminator is None:
+                raise CocktailError(f"method 'average' needs every source's discriminator; {ing.name!r} has none")
+
+
+@register_method
+class Cocktail(MergeMethod):
+    """GAN Cocktail: root every other source, average them with the root, make that conditional, fine-tune it
+    on the mixture."""
+
+    name, title, parents = "cocktail", "GAN Cocktail", "rooted"
 
 
 @dataclass
@@ -202,6 +320,7 @@ class Stage:
 
 def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, precision: str) -> list[Stage]:
     """The stages ``plan`` will run, in order, each with the inputs that decide its result."""
+    method = plan.merge_method
     common = {"method": plan.method, "training": deciding_training(plan.training), "truncation": plan.truncation,
               "mixed_precision": precision}
     root_fp = fingerprints[plan.root]
@@ -212,22 +331,19 @@ def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, pre
         stages.append(Stage(name, inputs, output_dir / "stages" / plan.method / f"{name}-{_digest(inputs)[:12]}"))
         return inputs
 
-    if plan.method == "cocktail":
-        parents = []
-        for i, ing in enumerate(plan.ingredients):
-            if i == plan.root or plan.root_kimg == 0:
-                parents.append(root_fp)
-            else:
-                rooted = add(f"root-{ing.name}", root=root_fp, source=fingerprints[i], kimg=plan.root_kimg)
-                parents.append(_digest(rooted))
-        add("merge", parents=parents, sources=fingerprints, kimg=plan.merge_kimg)
-    elif plan.method == "average":
-        add("merge", parents=fingerprints, sources=fingerprints, kimg=plan.merge_kimg)
-    else:
-        extra = {"ewc": ewc_settings(plan)} if plan.method == "ewc" else {}
-        if plan.method == "freeze_d":
-            extra["freeze_d_blocks"] = plan.freeze_d_blocks
-        add(plan.method, root=root_fp, sources=fingerprints, kimg=plan.merge_kimg, **extra)
+    settings = method.settings(plan)
+    if method.parents is None:
+        add(plan.method, root=root_fp, sources=fingerprints, kimg=plan.merge_kimg, **settings)
+        return stages
+    parents = []
+    for i, ing in enumerate(plan.ingredients):
+        if method.parents == "sources":
+            parents.append(fingerprints[i])
+        elif method.roots(plan, i):
+            parents.append(_digest(add(f"root-{ing.name}", root=root_fp, source=fingerprints[i], kimg=plan.root_kimg)))
+        else:
+            parents.append(root_fp)
+    add("merge", parents=parents, sources=fingerprints, kimg=plan.merge_kimg, **settings)
     return stages
 
 
@@ -239,12 +355,13 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
     different one stops the run unless ``overwrite``, which removes it once this run's first stage is done.
     """
     plan.validate(accelerator.num_processes if accelerator is not None else 1)
+    method = plan.merge_method
     output_dir = Path(output_dir)
     device = accelerator.device if accelerator is not None else torch.device("cpu")
     main = accelerator is None or accelerator.is_main_process
     run, stages, replacing, owner = prepare_output_dir(plan, output_dir, accelerator, overwrite)
-    names, n = plan.class_names, len(plan.ingredients)
-    resolution = plan.root_model.generator.img_resolution
+    names, n, root = plan.class_names, len(plan.ingredients), plan.root_model
+    resolution = root.generator.img_resolution
     seed = plan.training.seed
 
     def sampler(i, label=None, num_classes=1):
@@ -266,33 +383,23 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
             replacing = False
         return G, D
 
-    root = plan.root_model
-    if plan.method in ("cocktail", "average"):
-        parents = []
-        for i, ing in enumerate(plan.ingredients):
-            if plan.method == "average":
-                parents.append((ing.model.generator, ing.model.discriminator))
-            elif i == plan.root or plan.root_kimg == 0:
-                parents.append((root.generator, root.discriminator))
-            else:
-                parents.append(stage(copy.deepcopy(root.generator), copy.deepcopy(root.discriminator), sampler(i)))
+    def parent(i):  # the networks source i brings to the average
+        if method.parents == "sources":
+            return plan.ingredients[i].model.generator, plan.ingredients[i].model.discriminator
+        if method.roots(plan, i):
+            return stage(copy.deepcopy(root.generator), copy.deepcopy(root.discriminator), sampler(i))
+        return root.generator, root.discriminator
+
+    if method.parents is None:
+        G, D = method.start(root.generator, root.discriminator, n, seed)
+        distances = None
+    else:
+        parents = [parent(i) for i in range(n)]
         G = average_networks([g for g, _ in parents])
         D = average_networks([d for _, d in parents])
         G, D = make_conditional(G, D, n, seed=seed)
         distances = weight_distances(plan, parents)
-        G, D = stage(G, D, mixture, class_names=names)
-    else:
-        distances = None
-        if plan.method == "scratch":
-            G, D = fresh_networks(root.generator, root.discriminator, n, seed=seed)
-        else:
-            G, D = make_conditional(root.generator, root.discriminator, n, seed=seed)
-        extra = {}
-        if plan.method == "ewc":
-            extra = ewc_penalties(plan, G, D, accelerator, log)
-        if plan.method == "freeze_d":
-            extra["frozen_d_prefixes"] = tuple(f"b{res}." for res in D.block_resolutions[: plan.freeze_d_blocks])
-        G, D = stage(G, D, mixture, class_names=names, **extra)
+    G, D = stage(G, D, mixture, class_names=names, **method.training(plan, G, D, accelerator, log))
 
     provenance = {
         "method": plan.method,
@@ -423,13 +530,6 @@ def run_stage(stage: Stage, G, D, source, config: TrainingConfig, accelerator, l
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return G_ema, D, result.kimg
-
-
-def fresh_networks(reference_g: Generator, reference_d: Discriminator, num_classes: int, seed: int = 0):
-    """Randomly initialised conditional networks with the root's architecture (the 'scratch' baseline)."""
-    torch.manual_seed(seed)
-    return (Generator(**network_kwargs(reference_g, c_dim=num_classes)),
-            Discriminator(**network_kwargs(reference_d, c_dim=num_classes)))
 
 
 # -- EWC ------------------------------------------------------------------------------------
@@ -626,7 +726,7 @@ def weight_distances(plan: MergePlan, parents) -> dict:
     for i, ing in enumerate(plan.ingredients):
         if i == plan.root:
             continue
-        entry = {"rooted": per_layer(parents[i][0])} if plan.method == "cocktail" else {}
+        entry = {"rooted": per_layer(parents[i][0])} if plan.merge_method.parents == "rooted" else {}
         if ing.model is not None and network_kwargs(ing.model.generator) == network_kwargs(root_g):
             entry["raw"] = per_layer(ing.model.generator)
         report["layers"][ing.name] = entry
@@ -637,13 +737,9 @@ def weight_distances(plan: MergePlan, parents) -> dict:
 
 def plan_recipe(plan: MergePlan) -> dict:
     """The settings that decide the result, as recorded in provenance (and compared before reusing stages)."""
-    recipe = {"method": plan.method, "root_kimg": plan.root_kimg, "merge_kimg": plan.merge_kimg,
-              "truncation": plan.truncation, "training": deciding_training(plan.training)}
-    if plan.method == "ewc":
-        recipe["ewc"] = ewc_settings(plan)
-    if plan.method == "freeze_d":
-        recipe["freeze_d_blocks"] = plan.freeze_d_blocks
-    return recipe
+    return {"method": plan.method, "root_kimg": plan.root_kimg, "merge_kimg": plan.merge_kimg,
+            "truncation": plan.truncation, "training": deciding_training(plan.training),
+            **plan.merge_method.settings(plan)}
 
 
 def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredient:

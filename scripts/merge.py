@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from cocktail.cli import add_training_flags, training_settings  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
-from cocktail.methods import FISHER_BATCH, MERGE_TRAINING, METHODS  # noqa: E402
+from cocktail.methods import FISHER_BATCH, MERGE_METHODS, MERGE_TRAINING  # noqa: E402
 from cocktail.recipe import DEFAULTS  # noqa: E402
 from cocktail.training import TrainingConfig  # noqa: E402
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML recipe; flags given here override it")
     p.add_argument("--names", nargs="+", help="class name of each source (default: the sources' own names)")
     p.add_argument("--root", help="name or index of the root source (default: the first)")
-    p.add_argument("--method", choices=METHODS, help=f"(default: {DEFAULTS['method']})")
+    p.add_argument("--method", choices=list(MERGE_METHODS), help=f"(default: {DEFAULTS['method']})")
     for flag, text in PLAN_FLAGS.items():
         p.add_argument(f"--{flag}", type=type(DEFAULTS[flag]), help=f"{text} (default: {DEFAULTS[flag]:g})")
     p.add_argument("--output_dir", help=f"(default: {DEFAULTS['output_dir']})")

@@ -31,10 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from cocktail.errors import CocktailError, run_script  # noqa: E402
+from cocktail.methods import MERGE_METHODS, run_merge  # noqa: E402
 
-# Columns in the paper's order (Table 1), then naive averaging, the paper's failure case.
-METHOD_COLUMNS = {"scratch": "scratch", "transfer": "TransferGAN", "ewc": "EWC", "freeze_d": "Freeze-D",
-                  "average": "average", "cocktail": "GAN Cocktail"}
 PRESETS = {
     "quick": dict(merges=[["trouser", "sneaker"], ["sneaker", "bag"], ["trouser", "sneaker", "bag"]],
                   seeds=[0], root_kimg=4.0, merge_kimg=8.0, num_samples=200, num_real=1000),
@@ -50,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="the quick preset (default: full)")
     p.add_argument("--output_dir", help="default: outputs/reproduce-<preset>")
     p.add_argument("--real_root", default="data/fashion-mnist", help="one folder of real images per class name")
-    p.add_argument("--methods", nargs="+", choices=list(METHOD_COLUMNS), default=list(METHOD_COLUMNS))
+    p.add_argument("--methods", nargs="+", choices=list(MERGE_METHODS), default=list(MERGE_METHODS))
     p.add_argument("--seeds", nargs="+", type=int, help="override the preset's seeds")
     p.add_argument("--workers", type=int, default=1, help="processes training cells side by side")
     p.add_argument("--device", help="default: cuda when available, else cpu")
@@ -67,9 +65,9 @@ def cells(preset: dict, methods: list[str]) -> list[tuple[list[str], str, int]]:
 
 
 def budget(method: str, n: int, preset: dict) -> dict:
-    """The recipe lengths of one method: the same total kimg for all, split into stages only by Cocktail."""
+    """The recipe lengths of one method: the same total kimg for all, split into stages only by those that root."""
     total = preset["root_kimg"] * (n - 1) + preset["merge_kimg"]
-    if method == "cocktail":
+    if MERGE_METHODS[method].parents == "rooted":
         return {"root_kimg": preset["root_kimg"], "merge_kimg": preset["merge_kimg"]}
     return {"root_kimg": 0.0, "merge_kimg": total}
 
@@ -85,7 +83,6 @@ def real_folders(real_root: Path, classes: list[str]) -> dict[str, Path]:
 
 def run_cell(merge: list[str], method: str, seed: int, preset: dict, args, accelerator) -> dict:
     """Train one union (resuming a stopped one), score it, write result.json; returns the record."""
-    from cocktail.methods import run_merge
     from cocktail.metrics import evaluate_model
     from cocktail.recipe import build_plan, resolve_recipe
 
@@ -174,7 +171,7 @@ def collect(args, preset: dict) -> list[dict]:
 def table(records: list[dict], preset: dict, methods: list[str], reference: str, scope: str, metric: str,
           sources: dict | None = None, scale: float = 1.0) -> str:
     """Rows: merges (or merge/class); columns: the sources (when given) and the methods; mean ± sd over seeds."""
-    head = (["sources"] if sources else []) + [METHOD_COLUMNS[m] for m in methods]
+    head = (["sources"] if sources else []) + [MERGE_METHODS[m].title for m in methods]
     lines = ["| merge | " + " | ".join(head) + " |", "|" + " --- |" * (len(head) + 1)]
     for merge in preset["merges"]:
         scopes = ["union"] if scope == "union" else merge

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 from cocktail import methods
 from cocktail.errors import CocktailError
@@ -267,3 +268,29 @@ def test_an_explicit_checkpoint_resumes_only_the_stage_that_owns_it(sources, tmp
         run_merge(MergePlan(three, root_kimg=0.016, merge_kimg=0.016, training=TrainingConfig(
             **{**vars(config), "resume_from_checkpoint": str(elsewhere / "checkpoint-0000000008")})),
             tmp_path, log=lambda _: None)
+
+
+# -- adding a method ------------------------------------------------------------------------------
+
+
+def test_a_registered_method_is_a_choice_everywhere_and_merges(sources, tmp_path, monkeypatch):
+    """Adding a method is one registered class: TransferGAN under another name plans a stage of its own name
+    and trains exactly what TransferGAN trains."""
+    monkeypatch.setattr(methods, "MERGE_METHODS", dict(methods.MERGE_METHODS))  # registered for this test only
+
+    @methods.register_method
+    class Retrained(methods.Transfer):
+        name, title = "retrained", "TransferGAN again"
+
+    method_flag = next(a for a in load_script("merge").build_parser()._actions if a.dest == "method")
+    assert "retrained" in method_flag.choices and "retrained" in load_script("reproduce").parse_args([]).methods
+    recipe = resolve_recipe({"sources": [str(s) for s in sources], "method": "retrained"})
+    assert build_plan(recipe).merge_method.title == "TransferGAN again"
+    retrained = run_merge(short_plan(sources, method="retrained"), tmp_path / "retrained", log=lambda _: None)
+    transfer = run_merge(short_plan(sources, method="transfer"), tmp_path / "transfer", log=lambda _: None)
+    assert (stage_folder(tmp_path / "retrained", "retrained", "retrained") / STAGE_DONE).is_file()
+    assert retrained.provenance["method"] == "retrained"
+    expected = transfer.generator.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in retrained.generator.state_dict().items())
+    with pytest.raises(ValueError, match="'retrained' is already registered"):
+        methods.register_method(Retrained)

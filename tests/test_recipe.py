@@ -11,7 +11,7 @@ from training_helpers import SolidSource, tiny_pair
 
 from cocktail import recipe as recipe_module
 from cocktail.errors import CocktailError
-from cocktail.methods import METHODS, MergePlan, load_ingredient
+from cocktail.methods import MERGE_METHODS, MergePlan, load_ingredient
 from cocktail.recipe import DEFAULTS, build_plan, resolve_recipe
 from cocktail.training import TrainingConfig, effective_ema_rampup, train
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
@@ -108,13 +108,13 @@ def test_each_default_is_defined_once_and_told_the_same_everywhere():
     assert f"rooting stage, in thousands of images (default: {plan.root_kimg:g})" in parser_help
     assert f"(and of every baseline) (default: {plan.merge_kimg:g})" in parser_help
     method_flag = next(a for a in parser._actions if a.dest == "method")
-    assert tuple(method_flag.choices) == METHODS
+    assert tuple(method_flag.choices) == tuple(MERGE_METHODS)
     readme = (ROOT / "README.md").read_text()
     example = yaml.safe_load(re.search(r"A recipe \(`--config`\).*?```yaml\n(.*?)```", readme, re.S).group(1))
     assert example["root_kimg"] == plan.root_kimg and example["merge_kimg"] == plan.merge_kimg
     assert example["method"] == plan.method
     baselines_line = next(line for line in readme.splitlines() if "--method transfer" in line)
-    assert set(re.findall(r"\w+", baselines_line)) >= set(METHODS) - {"cocktail"}
+    assert set(re.findall(r"\w+", baselines_line)) >= set(MERGE_METHODS) - {"cocktail"}
 
 
 def test_auto_ema_rampup_is_on_only_where_it_still_matters():

@@ -18,7 +18,7 @@ def test_every_method_gets_the_same_total_kimg(reproduce, preset):
     for merge in settings["merges"]:
         n = len(merge)
         totals = set()
-        for method in reproduce.METHOD_COLUMNS:
+        for method in reproduce.MERGE_METHODS:
             lengths = reproduce.budget(method, n, settings)
             rooting_stages = n - 1 if method == "cocktail" else 0
             totals.add(lengths["root_kimg"] * rooting_stages + lengths["merge_kimg"])
