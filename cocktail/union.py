@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from .assets import example_path, is_example
 from .errors import CocktailError, first_line
 from .images import image_grid, to_pil
 from .networks import PRESETS, Discriminator, Generator, normalize_2nd_moment
+from .specs import Kind, parse
 
 FORMAT_NAME = "gan-cocktail"
 FORMAT_VERSION = 1
@@ -69,12 +69,15 @@ class UnionModel:
                         device: str | torch.device | None = None, torch_dtype: torch.dtype | None = None,
                         token: str | bool | None = None, local_files_only: bool | None = None) -> UnionModel:
         """Load from a local folder, a Hub id (``org/name[@revision]``) or a shipped ``example:<name>``."""
-        folder = example_path(spec) if is_example(spec) else Path(spec)
-        where = folder / INDEX_FILE
-        if not folder.is_dir():
+        spec = parse(spec).whole_model()
+        if spec.kind in (Kind.EXAMPLE, Kind.FOLDER, Kind.IMAGE_FOLDER):
+            folder = spec.path
+            where = folder / INDEX_FILE
+        else:
             from .hub import resolve  # the Hub client is only needed for remote models
 
-            spec = f"{spec}@{revision}" if revision and "@" not in str(spec) else str(spec)
+            if revision and spec.on_the_hub and spec.revision is None:
+                spec = spec.at(revision)
             resolved = resolve(spec, token=token, local_files_only=local_files_only)
             if resolved.kind != "model":
                 raise CocktailError(f"{spec}: is a checkpoint file, not a model folder; convert it first "
