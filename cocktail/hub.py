@@ -53,7 +53,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 
 from .errors import CocktailError, first_line
-from .specs import NOT_FOUND, Kind, Spec, parse, parse_hub
+from .specs import NOT_FOUND, Kind, Origin, SourceRecord, Spec, parse, parse_hub
 from .union import INDEX_FILE, SAMPLES_FILE, read_index
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class ResolvedSource:
     commit: str | None = None
 
     def provenance(self) -> dict:
-        return {"spec": self.spec, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
+        return SourceRecord(self.spec, origin=Origin(self.repo_id, self.revision, self.commit)).to_dict()
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,14 +248,10 @@ def _converted_folder(fetch: _Fetcher, revision: str | None, commit: str, snapsh
     shutil.rmtree(staging, ignore_errors=True)
     try:
         try:
-            convert.convert_stylegan2_pkl(pkl_path, staging, spec=fetch.spec, write_card=False)
+            convert.convert_stylegan2_pkl(pkl_path, staging, spec=fetch.spec, write_card=False,
+                                          origin=Origin(fetch.repo_id, revision, commit), file=filename)
         except CocktailError as err:
             raise CocktailError(f"{fetch.spec}: cannot convert {pkl_path.name} of {fetch.repo_id}: {err}") from None
-        index_path = staging / INDEX_FILE
-        index = json.loads(index_path.read_text())
-        for source in index.get("provenance", {}).get("sources", []):
-            source.update(repo_id=fetch.repo_id, revision=revision, commit=commit, file=filename)
-        index_path.write_text(json.dumps(index, indent=2) + "\n")
         try:
             staging.rename(target)
         except OSError:  # another process (e.g. another Accelerate rank) finished first: use its result

@@ -36,7 +36,7 @@ from .convert import file_sha256
 from .errors import CocktailError
 from .networks import Discriminator, Generator
 from .sources import MixtureSource, ModelSource, Source, load_source, picked_class
-from .specs import Kind, Spec, parse
+from .specs import Kind, SourceRecord, Spec, parse
 from .training import (
     CHECKPOINTS_DIR,
     STATE_FILE,
@@ -649,10 +649,10 @@ def load_ingredient(spec: str | Spec, name: str | None = None, token=None) -> In
 
         networks = load_stylegan2_pkl(spec.path)
         model = UnionModel(networks["G_ema"], networks["D"])
-        provenance = {"spec": spec.text, "sha256": file_sha256(spec.path)}
+        provenance = SourceRecord(spec.text, sha256=file_sha256(spec.path)).to_dict()
     elif spec.kind in (Kind.EXAMPLE, Kind.FOLDER):
         model = UnionModel.from_pretrained(spec.base)
-        provenance = {"spec": spec.text}
+        provenance = SourceRecord(spec.text).to_dict()
     elif spec.on_the_hub:
         from .hub import resolve
 
@@ -661,7 +661,7 @@ def load_ingredient(spec: str | Spec, name: str | None = None, token=None) -> In
         provenance = resolved.provenance()
     else:
         load_source(spec, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
-        return Ingredient(name or _default_name(spec), spec.text, {"spec": spec.text})
+        return Ingredient(name or _default_name(spec), spec.text, SourceRecord(spec.text).to_dict())
     index = picked_class(model, spec)
     default = model.class_names[index] if model.num_classes > 1 or model.class_names[0] != "class0" else None
     return Ingredient(name or default or _default_name(spec), spec.text, provenance, model, index)

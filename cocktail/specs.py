@@ -1,4 +1,4 @@
-"""What a source string means, decided once: a spec → a typed ``Spec``.
+"""What a source string means, decided once: a spec → a typed ``Spec``; and what provenance records of a source.
 
 A spec names a model or a sampler::
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -228,3 +228,49 @@ def latent_shape(value, where: str) -> tuple[int, ...]:
         raise CocktailError(f"{where}: z_dim must be a positive integer or a shape like 100x1x1, got {value!r}")
     return shape
 
+
+# -- provenance --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a source's files were found: a Hub repo, the revision asked for and the commit it resolved to
+    (all None for a local file or folder)."""
+
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One entry of ``union.json``'s ``provenance.sources``: how the source was named, where it was found,
+    and which checkpoint file it was converted from.
+
+    Keys are written in one order (name, spec, repo_id, revision, commit, format, file, sha256); ``name`` and the
+    checkpoint fields only when set, the origin's three keys together (null for a local source) when recorded.
+    """
+
+    spec: str
+    name: str | None = None
+    origin: Origin | None = None  # None: never resolved (a local folder or sampler named as it is)
+    format: str | None = None  # a converted checkpoint: its format, its path (inside the repo) and digest
+    file: str | None = None
+    sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        record = {} if self.name is None else {"name": self.name}
+        record["spec"] = self.spec
+        if self.origin is not None:
+            record.update(asdict(self.origin))
+        checkpoint = {"format": self.format, "file": self.file, "sha256": self.sha256}
+        return record | {key: value for key, value in checkpoint.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> SourceRecord:
+        unknown = set(data) - {"name", "spec", "repo_id", "revision", "commit", "format", "file", "sha256"}
+        if unknown or not isinstance(data.get("spec"), str):
+            raise CocktailError(f"not a source record (a spec and known keys): {dict(data)!r}")
+        origin_keys = [key for key in ("repo_id", "revision", "commit") if key in data]
+        origin = Origin(*(data.get(key) for key in ("repo_id", "revision", "commit"))) if origin_keys else None
+        return cls(data["spec"], data.get("name"), origin, data.get("format"), data.get("file"), data.get("sha256"))

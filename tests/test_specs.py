@@ -1,6 +1,7 @@
-"""cocktail/specs.py: every kind of spec, its parts, and the refusals."""
+"""cocktail/specs.py: every kind of spec, its parts, the refusals, and the source records of provenance."""
 
 import ast
+import json
 import re
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from cocktail.assets import ASSETS_DIR
 from cocktail.errors import CocktailError
-from cocktail.specs import RULES, Kind, parse, parse_hub
+from cocktail.specs import RULES, Kind, Origin, SourceRecord, parse, parse_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,4 +147,38 @@ def test_specs_imports_only_the_standard_library_errors_and_assets():
     ours = {name for name in imported if name.startswith(".")}
     assert ours <= {".errors", ".assets"}
     assert all(name.split(".")[0] in sys.stdlib_module_names for name in imported - ours)
+
+
+# -- source records ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("record, expected", [
+    (SourceRecord("runs/cat"), {"spec": "runs/cat"}),
+    (SourceRecord("cat.pkl", sha256="ab" * 32), {"spec": "cat.pkl", "sha256": "ab" * 32}),
+    (SourceRecord("org/cat@v1", origin=Origin("org/cat", "v1", "c" * 40)),
+     {"spec": "org/cat@v1", "repo_id": "org/cat", "revision": "v1", "commit": "c" * 40}),
+    (SourceRecord("data/bag", name="bag", origin=Origin()),
+     {"name": "bag", "spec": "data/bag", "repo_id": None, "revision": None, "commit": None}),
+    (SourceRecord("org/runs", name="cat", origin=Origin("org/runs", None, "c" * 40), format="stylegan2-ada-pkl",
+                  file="a/snapshot.pkl", sha256="ab" * 32),
+     {"name": "cat", "spec": "org/runs", "repo_id": "org/runs", "revision": None, "commit": "c" * 40,
+      "format": "stylegan2-ada-pkl", "file": "a/snapshot.pkl", "sha256": "ab" * 32}),
+])
+def test_a_source_record_writes_exactly_its_keys_in_order(record, expected):
+    assert list(record.to_dict().items()) == list(expected.items())
+    assert SourceRecord.from_dict(expected) == record
+
+
+def test_the_shipped_examples_records_read_and_write_back_byte_identical():
+    sources = [source for index in sorted(ASSETS_DIR.glob("*/union.json"))
+               for source in json.loads(index.read_text())["provenance"]["sources"]]
+    assert sources
+    for source in sources:
+        assert json.dumps(SourceRecord.from_dict(source).to_dict(), indent=2) == json.dumps(source, indent=2)
+
+
+def test_a_record_with_unknown_keys_or_no_spec_is_refused():
+    for bad in ({"spec": "x", "colour": "red"}, {"repo_id": "org/cat"}, {"spec": 3}):
+        with pytest.raises(CocktailError, match="not a source record"):
+            SourceRecord.from_dict(bad)
 
