@@ -29,9 +29,10 @@ import torch
 from PIL import Image
 
 from cocktail import editing
-from cocktail.assets import DEFAULT_UNION, example_path, is_example
+from cocktail.assets import DEFAULT_UNION
 from cocktail.errors import CocktailError, run_script
 from cocktail.folder import SAMPLES_FILE
+from cocktail.specs import parse
 from cocktail.union import UnionModel
 
 MAX_IMAGES = 16
@@ -350,18 +351,19 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None, f
 
 def from_the_hub(spec: str) -> bool:
     """Whether ``--model`` names a Hub model (someone else's) rather than a shipped example or a local folder."""
-    return not is_example(spec) and not Path(spec).is_dir()
+    return parse(spec).on_the_hub
 
 
 def load_model(spec: str, device: str) -> tuple[UnionModel, str | None, Image.Image | None]:
     """A union model, its card's markdown and its sample grid, from ``example:…``, a folder or the Hub."""
-    folder = example_path(spec) if is_example(spec) else Path(spec)
-    if from_the_hub(spec):
-        from cocktail.hub import parse_spec, resolve
+    spec = parse(spec).whole_model()  # a missing local folder is reported as such, before any "downloading"
+    if spec.on_the_hub:
+        from cocktail.hub import resolve
 
-        parse_spec(spec)  # a missing local folder is reported as such, before any "downloading"
         print(f"downloading {spec} from the Hugging Face Hub …", flush=True)
         folder = resolve(spec).local_path
+    else:
+        folder = spec.path
     model = UnionModel.from_pretrained(folder, load_discriminator=False, device=device)
     card_path, samples_path = Path(folder) / "README.md", Path(folder) / SAMPLES_FILE
     # The card's YAML front matter is metadata for the Hub, not text for visitors.

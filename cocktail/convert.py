@@ -33,6 +33,7 @@ from .card import write_model_card
 from .errors import CocktailError, first_line
 from .folder import SEEDS_PER_CLASS, write_model_folder
 from .networks import LOWPASS_TAPS, Discriminator, Generator
+from .specs import Origin, SourceRecord
 
 logger = logging.getLogger(__name__)
 
@@ -437,11 +438,12 @@ def load_stylegan2_pkl(path: str | Path) -> dict:
 
 
 def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_names=None, spec: str | None = None,
-                          write_card: bool = True) -> Path:
+                          write_card: bool = True, origin: Origin | None = None, file: str | None = None) -> Path:
     """Write a model folder (G_ema as generator, D as discriminator, union.json) from a ``.pkl``.
 
     Default class names: the file stem for an unconditional checkpoint, ``class0…`` for a conditional one.
-    ``spec`` is how the user named the source (e.g. a Hub id), recorded in the provenance.
+    ``spec`` is how the user named the source (e.g. a Hub id), ``origin`` the Hub repo and commit it came
+    from and ``file`` its path there (default: a local file, by its name), all recorded in the provenance.
     """
     pkl_path, output_dir = Path(pkl_path), Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -451,12 +453,11 @@ def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_na
     if class_names is None:
         class_names = [pkl_path.stem] if generator.c_dim == 0 else [f"class{i}" for i in range(generator.c_dim)]
     class_names = [class_names] if isinstance(class_names, str) else list(class_names)
-    source = {
-        "name": class_names[0] if len(class_names) == 1 else pkl_path.stem,
-        "spec": spec or str(pkl_path), "repo_id": None, "revision": None, "commit": None,
-        "format": SOURCE_FORMAT, "file": pkl_path.name, "sha256": file_sha256(pkl_path),
-    }
-    provenance = {"method": None, "root": None, "sources": [source], "recipe": {}, "kimg": {}, "metrics": {}}
+    source = SourceRecord(spec or str(pkl_path), name=class_names[0] if len(class_names) == 1 else pkl_path.stem,
+                          origin=origin or Origin(), format=SOURCE_FORMAT, file=file or pkl_path.name,
+                          sha256=file_sha256(pkl_path))
+    provenance = {"method": None, "root": None, "sources": [source.to_dict()], "recipe": {}, "kimg": {},
+                  "metrics": {}}
     try:
         folder = write_model_folder(output_dir, generator, networks["D"], class_names, provenance,
                                     seeds_per_class=SEEDS_PER_CLASS if write_card else None)

@@ -15,7 +15,6 @@ Tokens are never put in messages or logs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -47,12 +46,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import validate_repo_id
 
-from .assets import example_path, is_example
 from .card import CARD_MARKER, LIBRARY_NAME, model_card
 from .errors import CocktailError, first_line
 from .folder import INDEX_FILE, SAMPLES_FILE, read_index
+from .specs import NOT_FOUND, Kind, Origin, SourceRecord, Spec, parse, parse_hub
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +74,7 @@ class ResolvedSource:
     commit: str | None = None
 
     def provenance(self) -> dict:
-        return {"spec": self.spec, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
+        return SourceRecord(self.spec, origin=Origin(self.repo_id, self.revision, self.commit)).to_dict()
 
 
 # ---------------------------------------------------------------------------------------
@@ -87,27 +85,9 @@ class ResolvedSource:
 def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     """``"org/name@rev"`` → ``("org/name", "rev", None)``; ``"org/name"`` → ``("org/name", None, None)``;
     ``"org/name/dir/file.pkl@rev"`` → ``("org/name", "rev", "dir/file.pkl")``: one checkpoint of a repo
-    that holds several."""
-    text = str(spec).strip()
-    head, at, revision = text.partition("@")
-    if at and not revision:
-        raise CocktailError(f"{text}: nothing after '@' (expected org/name@branch, tag or commit)")
-    parts = head.split("/")
-    filename = None
-    if len(parts) > 2 and parts[-1].lower().endswith(".pkl"):
-        head, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        if any(part in ("", ".", "..") or "\\" in part for part in parts[2:]):
-            raise CocktailError(f"{text}: {filename} is not a file path inside the repo")
-    repo_id = head
-    if repo_id.count("/") != 1:
-        raise CocktailError(f"{text}: no such file or folder, and not a Hub model id "
-                            "(expected org/name[@revision] or org/name/file.pkl[@revision])")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise CocktailError(f"{text}: no such file or folder, and not a valid Hub model id "
-                            f"({first_line(err)})") from None
-    return repo_id, revision or None, filename
+    that holds several. Read as a Hub spec whatever is on this machine (see ``specs.parse_hub``)."""
+    hub = parse_hub(spec)
+    return hub.target, hub.revision, hub.file
 
 
 def pinned_hub_spec(source: dict) -> str:
@@ -131,19 +111,19 @@ def pinned_hub_spec(source: dict) -> str:
     return spec
 
 
-def resolve(spec: str, *, token: str | bool | None = None, local_files_only: bool | None = None,
+def resolve(spec: str | Spec, *, token: str | bool | None = None, local_files_only: bool | None = None,
             cache_dir: str | Path | None = None, allow_patterns: list[str] | None = None) -> ResolvedSource:
     """A source spec → local files: a folder in our layout (downloaded, or converted from a Hub ``.pkl``)
     or a local checkpoint file. Local paths and ``example:`` names are returned as they are."""
-    text = str(spec)
-    if is_example(text):
-        return ResolvedSource(text, example_path(text), "model")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return ResolvedSource(text, path, "model")
-    if path.is_file():
-        return ResolvedSource(text, path, "checkpoint")
-    repo_id, revision, filename = parse_spec(text)
+    spec = parse(spec)
+    text = spec.text
+    if spec.kind in (Kind.EXAMPLE, Kind.FOLDER, Kind.IMAGE_FOLDER):
+        return ResolvedSource(text, spec.path, "model")
+    if not spec.on_the_hub:
+        if spec.path.is_file():
+            return ResolvedSource(text, spec.path, "checkpoint")
+        raise CocktailError(f"{spec.base}: {NOT_FOUND}")
+    repo_id, revision, filename = spec.target, spec.revision, spec.file
     fetch = _Fetcher(text, repo_id, token, bool(local_files_only), cache_dir)
     if filename is not None:
         folder = fetch(revision, [filename])
@@ -251,14 +231,10 @@ def _converted_folder(fetch: _Fetcher, revision: str | None, commit: str, snapsh
     shutil.rmtree(staging, ignore_errors=True)
     try:
         try:
-            convert.convert_stylegan2_pkl(pkl_path, staging, spec=fetch.spec, write_card=False)
+            convert.convert_stylegan2_pkl(pkl_path, staging, spec=fetch.spec, write_card=False,
+                                          origin=Origin(fetch.repo_id, revision, commit), file=filename)
         except CocktailError as err:
             raise CocktailError(f"{fetch.spec}: cannot convert {pkl_path.name} of {fetch.repo_id}: {err}") from None
-        index_path = staging / INDEX_FILE
-        index = json.loads(index_path.read_text())
-        for source in index.get("provenance", {}).get("sources", []):
-            source.update(repo_id=fetch.repo_id, revision=revision, commit=commit, file=filename)
-        index_path.write_text(json.dumps(index, indent=2) + "\n")
         try:
             staging.rename(target)
         except OSError:  # another process (e.g. another Accelerate rank) finished first: use its result

@@ -32,21 +32,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .assets import is_example
 from .convert import file_sha256
 from .errors import CocktailError
 from .folder import check_class_name
 from .networks import Discriminator, Generator
-from .sources import (
-    ENTRY_POINT,
-    TORCHSCRIPT_SUFFIXES,
-    MixtureSource,
-    ModelSource,
-    Source,
-    load_source,
-    picked_class,
-    split_options,
-)
+from .sources import MixtureSource, ModelSource, Source, load_source, picked_class
+from .specs import Kind, SourceRecord, Spec, parse
 from .training import (
     CHECKPOINTS_DIR,
     STATE_FILE,
@@ -95,7 +86,7 @@ class Ingredient:
         if self.model is not None:
             return {"name": self.name, **self.provenance,
                     "weights": weights_digest(self.model.generator, self.model.discriminator)}
-        path = Path(split_options(self.spec)[0].partition("#")[0])
+        path = parse(self.spec).path
         if path.is_file():
             return {"name": self.name, **self.provenance, "sha256": file_sha256(path)}
         if path.is_dir():
@@ -742,43 +733,39 @@ def plan_recipe(plan: MergePlan) -> dict:
             **plan.merge_method.settings(plan)}
 
 
-def load_ingredient(spec: str, name: str | None = None, token=None) -> Ingredient:
+def load_ingredient(spec: str | Spec, name: str | None = None, token=None) -> Ingredient:
     """A source spec → an Ingredient: our model (folder, ``example:``, Hub id, ``.pkl``) or a foreign sampler.
 
     ``spec#class`` picks one class of a multi-class model.
     """
-    base, _, class_label = split_options(spec)[0].partition("#")
-    path = Path(base)
-    # A .pkl path that can only be meant locally; anything else (org/name/dir/file.pkl) may be on the Hub.
-    local_pkl = path.is_file() or path.is_absolute() or path.parent.is_dir() or base.count("/") < 2
-    if path.suffix == ".pkl" and local_pkl:
-        if not path.is_file():
-            raise CocktailError(f"{base}: checkpoint file not found")
+    spec = parse(spec)
+    if spec.kind is Kind.PKL_FILE:
+        if not spec.path.is_file():
+            raise CocktailError(f"{spec.base}: checkpoint file not found")
         from .convert import load_stylegan2_pkl
 
-        networks = load_stylegan2_pkl(path)
+        networks = load_stylegan2_pkl(spec.path)
         model = UnionModel(networks["G_ema"], networks["D"])
-        provenance = {"spec": spec, "sha256": file_sha256(path)}
-    elif (ENTRY_POINT.fullmatch(base) and not is_example(base)) or path.suffix in TORCHSCRIPT_SUFFIXES or (
-            path.is_dir() and not (path / "generator").is_dir()):
-        load_source(spec, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
-        return Ingredient(name or _default_name(base), spec, {"spec": spec})
-    elif is_example(base) or path.is_dir():
-        model = UnionModel.from_pretrained(base)
-        provenance = {"spec": spec}
-    else:
+        provenance = SourceRecord(spec.text, sha256=file_sha256(spec.path)).to_dict()
+    elif spec.kind in (Kind.EXAMPLE, Kind.FOLDER):
+        model = UnionModel.from_pretrained(spec.base)
+        provenance = SourceRecord(spec.text).to_dict()
+    elif spec.on_the_hub:
         from .hub import resolve
 
-        resolved = resolve(base, token=token)
+        resolved = resolve(spec, token=token)
         model = UnionModel.from_pretrained(resolved.local_path)
-        provenance = resolved.provenance() | {"spec": spec}
-    index = picked_class(model, base, class_label)
+        provenance = resolved.provenance()
+    else:
+        load_source(spec, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
+        return Ingredient(name or _default_name(spec), spec.text, SourceRecord(spec.text).to_dict())
+    index = picked_class(model, spec)
     default = model.class_names[index] if model.num_classes > 1 or model.class_names[0] != "class0" else None
-    return Ingredient(name or default or _default_name(base), spec, provenance, model, index)
+    return Ingredient(name or default or _default_name(spec), spec.text, provenance, model, index)
 
 
-def _default_name(spec: str) -> str:
-    if ENTRY_POINT.fullmatch(spec) and not is_example(spec):  # faces:sample → faces, pkg.faces:sample → faces
-        return spec.partition(":")[0].rpartition(".")[2]
-    last = re.split(r"[/:]", spec.split("@")[0].rstrip("/"))[-1]
+def _default_name(spec: Spec) -> str:
+    if spec.kind is Kind.ENTRY_POINT:  # faces:sample → faces, pkg.faces:sample → faces
+        return spec.target.partition(":")[0].rpartition(".")[2]
+    last = re.split(r"[/:]", (spec.file or spec.target).rstrip("/"))[-1]
     return last.removesuffix(Path(last).suffix) or "source"

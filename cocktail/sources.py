@@ -13,9 +13,8 @@ import contextlib
 import copy
 import importlib
 import os
-import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,20 +23,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .assets import is_example
 from .errors import CocktailError
 from .networks import Generator
+from .specs import ENTRY_POINT, Kind, Spec, latent_shape, parse
 from .union import UnionModel
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
-ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-# What a sampler's file cannot say, carried by its spec: "faces.ts?z_dim=100" on the command line,
-# {spec: faces.ts, z_dim: 100} in a recipe. Only TorchScript samplers take options.
-SOURCE_OPTIONS = {
-    "z_dim": "the latent forward(z) takes: its size (100), or its shape without the batch (100x1x1, "
-             "for DCGAN-style generators whose forward takes [B, 100, 1, 1])",
-}
 
 
 class Source:
@@ -304,104 +295,46 @@ def resize_images(images: torch.Tensor, resolution: int, channels: int = 3) -> t
     return images.clamp(-1, 1).contiguous()
 
 
-def load_source(spec: str | Path, resolution: int, label: int = 0, num_classes: int = 1, device="cpu",
+def load_source(spec: str | Path | Spec, resolution: int, label: int = 0, num_classes: int = 1, device="cpu",
                 truncation: float = 1.0) -> Source:
-    """A source from a string, on ``device``.
+    """A source from a spec (see ``specs``), on ``device``.
 
     * a model folder, ``example:<name>`` or Hub id ``org/name[@revision]`` (a multi-class model needs
       ``#<class>`` to pick the class it draws);
     * a ``.pt`` / ``.ts`` TorchScript file, with options after ``?`` (``faces.ts?z_dim=100``, see
-      ``SOURCE_OPTIONS``), or a ``module:function`` entry point (see ``ForeignSource``);
+      ``specs.SOURCE_OPTIONS``), or a ``module:function`` entry point (see ``ForeignSource``);
     * a folder of images (every image labelled ``label``).
     """
-    spec, options = split_options(spec)
-    base, _, class_label = spec.partition("#")
-    if Path(spec).expanduser().exists():  # a file or folder whose name has a '#'
-        base, class_label = spec, ""
-    path = Path(base).expanduser()
-    if is_example(base) or (path.is_dir() and (path / "generator").is_dir()):
-        source = _model_source(base, class_label, resolution, label, num_classes, truncation)
-    elif class_label:
-        raise CocktailError(f"{spec}: '#<class>' only applies to model folders and Hub ids")
-    elif path.is_dir():
-        source = ImageFolderSource(path, resolution, label=label, num_classes=num_classes)
-    elif path.is_file():
-        if path.suffix.lower() not in TORCHSCRIPT_SUFFIXES:
-            hint = "; convert it first with scripts/convert.py" if path.suffix == ".pkl" else ""
-            raise CocktailError(f"{path}: not a source (expected a model folder, a .pt/.ts TorchScript file, "
-                                f"a module:function entry point or an image folder){hint}")
-        source = ForeignSource(path, resolution, label=label, num_classes=num_classes, **options)
-    elif ENTRY_POINT.fullmatch(base):
-        source = ForeignSource(base, resolution, label=label, num_classes=num_classes)
-    elif Path(base.split("@")[0]).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
-        from .hub import parse_spec  # the Hub client is only needed for remote models
-
-        parse_spec(base)  # a Hub id, or "no such file or folder, and not a Hub model id"
-        source = _model_source(base, class_label, resolution, label, num_classes, truncation)
+    spec = parse(spec)
+    if spec.kind in (Kind.EXAMPLE, Kind.FOLDER, Kind.HUB_REPO, Kind.HUB_FILE):
+        source = _model_source(spec, resolution, label, num_classes, truncation)
+    elif spec.kind is Kind.IMAGE_FOLDER:
+        source = ImageFolderSource(spec.path, resolution, label=label, num_classes=num_classes)
+    elif spec.kind is Kind.ENTRY_POINT:
+        source = ForeignSource(spec.target, resolution, label=label, num_classes=num_classes)
+    elif not spec.path.is_file():
+        raise CocktailError(f"{spec.base}: no such file or folder")
+    elif spec.kind is Kind.TORCHSCRIPT:
+        source = ForeignSource(spec.path, resolution, label=label, num_classes=num_classes, **spec.options)
     else:
-        raise CocktailError(f"{base}: no such file or folder")
+        hint = "; convert it first with scripts/convert.py" if spec.kind is Kind.PKL_FILE else ""
+        raise CocktailError(f"{spec.path}: not a source (expected a model folder, a .pt/.ts TorchScript file, "
+                            f"a module:function entry point or an image folder){hint}")
     return source.to(device)
 
 
-def split_options(spec: str | Path) -> tuple[str, dict]:
-    """``"faces.ts?z_dim=100"`` → ``("faces.ts", {"z_dim": (100,)})``; a spec without options → ``(spec, {})``."""
-    text = str(spec)
-    base, mark, query = text.rpartition("?")
-    if not mark or Path(text).expanduser().exists():  # a file whose name has a '?'
-        return text, {}
-    options = {}
-    for item in query.split("&"):
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            raise CocktailError(f"{text}: source option {item!r} is not key=value")
-        options[key.strip()] = value.strip()
-    return base, _checked_options(base, options)
-
-
-def with_options(spec: str, options: Mapping) -> str:
-    """A spec and its options (a recipe's ``{spec: faces.ts, z_dim: 100}``) as the one string that
-    ``load_source`` reads and provenance records: ``faces.ts?z_dim=100``."""
-    if not options:
-        return spec
-    checked = _checked_options(spec, options)
-    return spec + "?" + "&".join(f"{key}={'x'.join(map(str, value))}" for key, value in checked.items())
-
-
-def _checked_options(base: str, options: Mapping) -> dict:
-    unknown = sorted(set(map(str, options)) - set(SOURCE_OPTIONS))
-    if unknown:
-        known = "; ".join(f"{name}: {meaning}" for name, meaning in SOURCE_OPTIONS.items())
-        raise CocktailError(f"{base}: unknown source option(s) {', '.join(unknown)} (known: {known})")
-    if Path(base).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
-        raise CocktailError(f"{base}: source options ({', '.join(options)}) apply to TorchScript samplers "
-                            f"({'/'.join(TORCHSCRIPT_SUFFIXES)} files) only")
-    return {"z_dim": latent_shape(options["z_dim"], base)}
-
-
-def latent_shape(value, where: str) -> tuple[int, ...]:
-    """A latent size or shape — ``100``, ``"100"``, ``"100x1x1"``, ``[100, 1, 1]`` — as a tuple of positive ints."""
-    parts = value.split("x") if isinstance(value, str) else value if isinstance(value, list | tuple) else [value]
-    try:
-        shape = tuple(int(p) for p in parts if not isinstance(p, bool | float))
-    except (TypeError, ValueError):
-        shape = ()
-    if not shape or len(shape) != len(parts) or min(shape) < 1:
-        raise CocktailError(f"{where}: z_dim must be a positive integer or a shape like 100x1x1, got {value!r}")
-    return shape
-
-
-def _model_source(spec, class_label, resolution, label, num_classes, truncation) -> ModelSource:
-    model = UnionModel.from_pretrained(spec, load_discriminator=False)
+def _model_source(spec: Spec, resolution, label, num_classes, truncation) -> ModelSource:
+    model = UnionModel.from_pretrained(spec.base, load_discriminator=False)
     return ModelSource(model.generator, label=label, num_classes=num_classes, truncation=truncation,
-                       resolution=resolution, class_index=picked_class(model, spec, class_label))
+                       resolution=resolution, class_index=picked_class(model, spec))
 
 
-def picked_class(model: UnionModel, spec: str, class_label: str) -> int:
+def picked_class(model: UnionModel, spec: Spec) -> int:
     """The class a ``spec#<class>`` source draws; a multi-class model must be given one."""
-    if not class_label and model.num_classes > 1:
-        raise CocktailError(f"{spec} has {model.num_classes} classes ({', '.join(model.class_names)}); "
-                            f"pick one with '{spec}#<class>'")
-    return model.class_index(class_label) if class_label else 0
+    if spec.class_pick is None and model.num_classes > 1:
+        raise CocktailError(f"{spec.base} has {model.num_classes} classes ({', '.join(model.class_names)}); "
+                            f"pick one with '{spec.base}#<class>'")
+    return model.class_index(spec.class_pick) if spec.class_pick is not None else 0
 
 
 def _load_torchscript(path: Path) -> torch.jit.ScriptModule:

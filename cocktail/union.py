@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from .assets import example_path, is_example
 from .card import write_model_card
 from .errors import CocktailError
 from .folder import (
@@ -28,6 +27,7 @@ from .folder import (
 from .images import to_pil
 from .networks import PRESETS, Discriminator, Generator, normalize_2nd_moment
 from .sampling import class_grid, generate, one_hot_classes, seed_latents
+from .specs import Kind, parse
 
 # A tiny architecture for tests and examples: 32 px, a few thousand parameters per layer.
 TINY_G_KWARGS = dict(img_resolution=32, **PRESETS["tiny"])
@@ -55,12 +55,15 @@ class UnionModel:
                         device: str | torch.device | None = None, torch_dtype: torch.dtype | None = None,
                         token: str | bool | None = None, local_files_only: bool | None = None) -> UnionModel:
         """Load from a local folder, a Hub id (``org/name[@revision]``) or a shipped ``example:<name>``."""
-        folder = example_path(spec) if is_example(spec) else Path(spec)
-        where = folder / INDEX_FILE
-        if not folder.is_dir():
+        spec = parse(spec).whole_model()
+        if spec.kind in (Kind.EXAMPLE, Kind.FOLDER, Kind.IMAGE_FOLDER):
+            folder = spec.path
+            where = folder / INDEX_FILE
+        else:
             from .hub import resolve  # the Hub client is only needed for remote models
 
-            spec = f"{spec}@{revision}" if revision and "@" not in str(spec) else str(spec)
+            if revision and spec.on_the_hub and spec.revision is None:
+                spec = spec.at(revision)
             resolved = resolve(spec, token=token, local_files_only=local_files_only)
             if resolved.kind != "model":
                 raise CocktailError(f"{spec}: is a checkpoint file, not a model folder; convert it first "

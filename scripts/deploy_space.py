@@ -22,26 +22,29 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing the pack
 import httpx2  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
 
-from cocktail.assets import example_path, is_example  # noqa: E402
+from cocktail.assets import example_path  # noqa: E402
 from cocktail.errors import CocktailError  # noqa: E402
+from cocktail.specs import Kind, parse, parse_hub  # noqa: E402
 
 SPACE_TEMPLATE = ROOT / "spaces" / "gan-cocktail-demo"
 
 
-def check_model(spec: str) -> str | None:
+def check_model(model: str) -> str | None:
     """The Hub repo id the Space links to (None for a shipped example); local folders cannot be served."""
-    if is_example(spec):
-        example_path(spec)  # raises with the available names if unknown
-        return None
-    if Path(spec).exists():
-        raise CocktailError(f"{spec}: a Space cannot read a local folder; push the model to the Hub first "
-                            "and pass its id (org/name[@revision])")
-    from cocktail.hub import parse_spec  # one definition of a Hub id
-
+    expected = CocktailError(f"--model {model!r}: expected a Hub id org/name[@revision] or example:<name>")
     try:
-        return parse_spec(spec)[0]
+        spec = parse(model)
     except CocktailError:
-        raise CocktailError(f"--model {spec!r}: expected a Hub id org/name[@revision] or example:<name>") from None
+        raise expected from None
+    if spec.kind is Kind.EXAMPLE:
+        example_path(spec.target)  # raises with the available names if unknown
+        return None
+    if spec.on_the_hub and spec.class_pick is None:
+        return spec.target
+    if spec.path.exists():
+        raise CocktailError(f"{model}: a Space cannot read a local folder; push the model to the Hub first "
+                            "and pass its id (org/name[@revision])")
+    raise expected
 
 
 def assemble(folder: str | Path, model: str) -> Path:
@@ -68,10 +71,9 @@ def deploy(space_id: str, model: str, private: bool = False, token: str | None =
     """Create the Space if needed and upload the assembled folder in one commit; returns the commit URL."""
     from huggingface_hub import HfApi
 
-    from cocktail.hub import parse_spec
-
     try:
-        is_repo_id = parse_spec(space_id)[1:] == (None, None)  # no @revision, no file
+        space = parse_hub(space_id)
+        is_repo_id = space.revision is None and space.file is None
     except CocktailError:
         is_repo_id = False
     if not is_repo_id:

@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
 
     from cocktail.sources import load_source
+    from cocktail.specs import Origin, SourceRecord
     from cocktail.training import TrainingConfig, effective_ema_rampup, train
     from cocktail.union import UnionModel, network_kwargs
 
@@ -114,8 +115,7 @@ def main(argv=None) -> int:
         recipe = {k: v for k, v in dataclasses.asdict(config).items()
                   if k not in ("output_dir", "resume_from_checkpoint", "progress", "report_to")}
         provenance = {"method": None, "root": None,
-                      "sources": [{"name": name, "spec": args.data_dir, "repo_id": None, "revision": None,
-                                   "commit": None}],
+                      "sources": [SourceRecord(args.data_dir, name=name, origin=Origin()).to_dict()],
                       "recipe": {**recipe, **start, "ema_rampup_used": effective_ema_rampup(config)},
                       "kimg": {"train": result.kimg}, "metrics": {}}
         UnionModel(generator=result.G_ema, discriminator=result.D, class_names=[name],

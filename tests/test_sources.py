@@ -11,17 +11,8 @@ from PIL import Image
 from cocktail.errors import CocktailError
 from cocktail.methods import load_ingredient
 from cocktail.recipe import resolve_recipe, source_entries
-from cocktail.sources import (
-    ForeignSource,
-    ImageFolderSource,
-    MixtureSource,
-    ModelSource,
-    latent_shape,
-    load_source,
-    resize_images,
-    split_options,
-    with_options,
-)
+from cocktail.sources import ForeignSource, ImageFolderSource, MixtureSource, ModelSource, load_source, resize_images
+from cocktail.specs import latent_shape, split_options, with_options
 from cocktail.union import UnionModel, make_conditional
 
 
