@@ -333,12 +333,13 @@ def test_load_model_reads_a_folder_with_its_card_and_samples(app, tmp_path, caps
     assert default.num_classes >= 2
 
 
-def test_python_app_py_serves_a_hub_model_and_compares_with_its_hub_sources(tmp_path):
+def test_python_app_py_serves_a_hub_model_and_compares_with_its_hub_sources(tmp_path, monkeypatch):
     """`python app.py --model org/name@commit` against the local test Hub, sources fetched from it too."""
-    from hub_server import DEFAULT_TOKEN, HubServer
+    from hub_server import DEFAULT_TOKEN, HubServer, point_client_at
     from huggingface_hub import HfApi
 
     with HubServer(tmp_path / "hub") as hub:
+        point_client_at(hub, tmp_path / "hf_home", monkeypatch)  # whatever HF_HUB_OFFLINE the caller exported
         api = HfApi(endpoint=hub.url, token=DEFAULT_TOKEN)
         source = tiny_union(("cat",), seed=7)
         source.save_pretrained(tmp_path / "cat", write_card=False)

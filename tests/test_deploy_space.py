@@ -124,12 +124,13 @@ def test_deploy_creates_a_gradio_space_and_uploads_the_folder(deploy_space, monk
     assert "hf_secret" not in printed.out + printed.err and "commit/abc" in printed.out
 
 
-def test_deploy_to_the_local_test_hub(tmp_path):
+def test_deploy_to_the_local_test_hub(tmp_path, monkeypatch):
     """The real client end to end against tests/hub_server.py: create, upload, then redeploy over it."""
-    from hub_server import DEFAULT_TOKEN, HubServer
+    from hub_server import DEFAULT_TOKEN, HubServer, point_client_at
     from huggingface_hub import HfApi, hf_hub_download
 
     with HubServer(tmp_path / "hub") as hub:
+        point_client_at(hub, tmp_path / "hf_home", monkeypatch)  # whatever HF_HUB_OFFLINE the caller exported
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": DEFAULT_TOKEN, "HF_HUB_DISABLE_XET": "1",
                "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "0"}
         result = run(SCRIPT, "--space_id", "tester/demo", "--model", "tester/union@v1", env=env)
