@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from cocktail import training  # noqa: E402
 from cocktail.sources import ModelSource  # noqa: E402
 from cocktail.training import TrainingConfig, train  # noqa: E402
+from cocktail.training.loop import GeneratorEMA  # noqa: E402
 from cocktail.union import UnionModel  # noqa: E402
 
 
@@ -56,26 +56,27 @@ def score(name: str, generator, references: dict) -> str:
     return f"{name:<28} d(source) {d_source:7.3f}   d(root) {d_root:7.3f}   share {d_root / (d_root + d_source):.2f}"
 
 
-def follow_two_emas(rampup: float):
-    """Patch the loop so that it also keeps a ramped-up EMA (``loop.shadow_ema``) next to its own."""
-    original = training._Loop._update_ema
+def follow_two_emas(rampup: float) -> dict:
+    """Patch the loop so that it also keeps a ramped-up EMA next to its own; it appears as ``["G_ema"]``
+    of the returned dict once training has started."""
+    original, shadow = GeneratorEMA.update, {}
 
     @torch.no_grad()
-    def update_both(loop):
-        original(loop)
-        if not hasattr(loop, "shadow_ema"):
-            loop.shadow_ema = copy.deepcopy(loop.G_ema)
-            loop.shadow_ema.load_state_dict(loop.G.state_dict())  # the ramp-up's first step copies G
+    def update_both(ema, images_seen):
+        original(ema, images_seen)
+        if "G_ema" not in shadow:
+            shadow["G_ema"] = copy.deepcopy(ema.G_ema)
+            shadow["G_ema"].load_state_dict(ema.G.state_dict())  # the ramp-up's first step copies G
             return
-        half_life = min(loop.cfg.ema_kimg * 1000, loop.images_seen * rampup)
-        beta = 0.5 ** (loop.cfg.batch_size / half_life) if half_life > 0 else 0.0
-        for shadow, current in zip(loop.shadow_ema.parameters(), loop.G.parameters(), strict=True):
-            shadow.lerp_(current, 1.0 - beta)
-        for shadow, current in zip(loop.shadow_ema.buffers(), loop.G.buffers(), strict=True):
-            shadow.copy_(current)
-        training.last_loop = loop
+        half_life = min(ema.half_life_images, images_seen * rampup)
+        beta = 0.5 ** (ema.batch_size / half_life) if half_life > 0 else 0.0
+        for averaged, current in zip(shadow["G_ema"].parameters(), ema.G.parameters(), strict=True):
+            averaged.lerp_(current, 1.0 - beta)
+        for averaged, current in zip(shadow["G_ema"].buffers(), ema.G.buffers(), strict=True):
+            averaged.copy_(current)
 
-    training._Loop._update_ema = update_both
+    GeneratorEMA.update = update_both
+    return shadow
 
 
 def main(argv=None):
@@ -98,13 +99,13 @@ def main(argv=None):
         for folder in args.rooted:
             print(score(folder, UnionModel.from_pretrained(folder).generator, references))
         return
-    follow_two_emas(args.rampup)
+    shadow = follow_two_emas(args.rampup)
     with tempfile.TemporaryDirectory() as scratch:
         config = TrainingConfig(kimg=args.kimg, ema_kimg=args.ema_kimg, output_dir=scratch, progress=False)
         sampler = ModelSource(source.generator, resolution=source.generator.img_resolution)
         result = train(copy.deepcopy(root.generator), copy.deepcopy(root.discriminator), sampler, config)
     print(score(f"G_ema, no ramp-up ({args.kimg:g} kimg)", result.G_ema, references))
-    print(score(f"G_ema, ramp-up {args.rampup:g}", training.last_loop.shadow_ema, references))
+    print(score(f"G_ema, ramp-up {args.rampup:g}", shadow["G_ema"], references))
     print(score("G (no EMA)", result.G, references))
 
 

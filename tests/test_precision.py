@@ -11,10 +11,9 @@ import torch
 from accelerate import Accelerator
 from training_helpers import SolidSource, tiny_pair
 
-from cocktail import training
 from cocktail.errors import CocktailError
 from cocktail.networks import Generator
-from cocktail.training import TrainingConfig, train
+from cocktail.training import TrainingConfig, loop, train
 from cocktail.union import network_kwargs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -59,7 +58,7 @@ def test_float16_overflow_skips_the_step_instead_of_ending_the_run(tmp_path):
 
 
 def test_an_overflow_no_loss_scale_cures_is_divergence(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "MAX_SKIPPED_STEPS", 3)  # 32 by default: the scale falls from 2^16 to 2^-16
+    monkeypatch.setattr(loop, "MAX_SKIPPED_STEPS", 3)  # 32 by default: the scale falls from 2^16 to 2^-16
     G, D = float16_pair()
     with pytest.raises(CocktailError, match=r"G loss stayed non-finite for 4 steps in a row \(loss scale 8192\)"):
         train(G, D, SolidSource(), config(tmp_path, kimg=0.024, r1_gamma=0, pl_weight=0),

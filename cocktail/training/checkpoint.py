@@ -1,0 +1,192 @@
+"""Checkpoint folders: written whole or not at all, found, pruned and read back, RNG states included.
+
+``output_dir/checkpoints/checkpoint-<images seen, 10 digits>/`` holds ``G``, ``G_ema`` and ``D`` (safetensors),
+``optimizers.pt`` (G's and D's Adam, the loss scaler), ``rng.safetensors`` (pl_mean, the shared generator and
+each rank's torch / source / device RNG states) and ``state.json`` (progress, each rank's numpy and python RNG
+states, the config). It is written into a hidden temporary folder that is renamed into place, ``state.json``
+last, so a killed save leaves a complete checkpoint or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import CocktailError, first_line
+
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+STATE_FILE = "state.json"  # written last: a checkpoint folder without it is not a checkpoint
+NETWORKS = ("G", "G_ema", "D")
+RNG_TENSORS = ("torch", "source", "device")  # in rng.safetensors; numpy's and python's states are JSON
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds besides the networks' weights."""
+
+    images_seen: int
+    step: int
+    world_size: int
+    device_type: str
+    optimizers: dict  # state dicts: "G", "D", "scaler" (None without one)
+    pl_mean: torch.Tensor
+    shared_generator: torch.Tensor  # the state of the generator all ranks share
+    rng_states: list[dict]  # one per rank, as process_rng_state() gives them
+    description: str  # what the run was called (its progress bar's and trackers' name)
+    config: dict  # TrainingConfig.to_json()
+
+
+def checkpoint_folder(output_dir: str | Path, images_seen: int) -> Path:
+    return Path(output_dir) / CHECKPOINTS_DIR / f"checkpoint-{images_seen:010d}"
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete checkpoint with the most images seen under ``output_dir/checkpoints``, if any."""
+    found = _complete_checkpoints(Path(output_dir) / CHECKPOINTS_DIR)
+    return found[-1] if found else None
+
+
+def find_checkpoint(spec: str, output_dir: str | Path) -> Path | None:
+    """``spec``: "latest" (None when there is no checkpoint yet) or the path of a checkpoint folder."""
+    if spec == "latest":
+        return latest_checkpoint(output_dir)
+    path = Path(spec)
+    if not (path / STATE_FILE).is_file():
+        raise CocktailError(f"{path}: not a training checkpoint (no {STATE_FILE})")
+    return path
+
+
+def save_checkpoint(folder: Path, networks: dict[str, torch.nn.Module], checkpoint: Checkpoint) -> None:
+    """Write ``networks`` (G, G_ema, D) and ``checkpoint`` into a temporary folder, then rename it to ``folder``."""
+    root = folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=root))
+    for name in NETWORKS:
+        weights = {k: v.contiguous() for k, v in networks[name].state_dict().items()}
+        _write(tmp / f"{name}.safetensors", lambda p, w=weights: save_file(w, p))
+    _write(tmp / "optimizers.pt", lambda p: torch.save(checkpoint.optimizers, p))
+    tensors = {"pl_mean": checkpoint.pl_mean.detach().cpu().reshape(1),
+               "shared_generator": checkpoint.shared_generator}
+    for rank, state in enumerate(checkpoint.rng_states):
+        for key in RNG_TENSORS:
+            if key in state:
+                tensors[f"rank{rank}.{key}"] = state[key].cpu()
+    _write(tmp / "rng.safetensors", lambda p: save_file(tensors, p))
+    progress = {"images_seen": checkpoint.images_seen, "kimg": checkpoint.images_seen / 1000,
+                "step": checkpoint.step, "world_size": checkpoint.world_size,
+                "device_type": checkpoint.device_type, "description": checkpoint.description,
+                "rng": [{"numpy": s["numpy"], "python": s["python"]} for s in checkpoint.rng_states],
+                "config": checkpoint.config}
+    _write(tmp / STATE_FILE, lambda p: Path(p).write_text(json.dumps(progress, indent=1) + "\n"))
+    _fsync(tmp)
+    os.rename(tmp, folder)
+    _fsync(root)
+
+
+def load_checkpoint(folder: Path, networks: dict[str, torch.nn.Module], device: torch.device) -> Checkpoint:
+    """Load the weights in ``folder`` into ``networks`` (G, G_ema, D); return the rest of it."""
+    try:
+        progress = json.loads((folder / STATE_FILE).read_text())
+        for name in NETWORKS:
+            networks[name].load_state_dict(load_file(folder / f"{name}.safetensors", device=str(device)))
+        optimizers = torch.load(folder / "optimizers.pt", map_location=device, weights_only=True)
+        tensors = load_file(folder / "rng.safetensors")
+        rng_states = []
+        for rank, json_states in enumerate(progress["rng"]):
+            saved = {key: tensors[f"rank{rank}.{key}"] for key in RNG_TENSORS if f"rank{rank}.{key}" in tensors}
+            rng_states.append({**saved, **json_states})
+        return Checkpoint(images_seen=int(progress["images_seen"]), step=int(progress["step"]),
+                          world_size=progress["world_size"], device_type=progress["device_type"],
+                          optimizers=optimizers, pl_mean=tensors["pl_mean"],
+                          shared_generator=tensors["shared_generator"], rng_states=rng_states,
+                          description=progress["description"], config=progress["config"])
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise CocktailError(f"{folder}: cannot resume from this checkpoint ({first_line(err)})") from None
+
+
+def prune_checkpoints(root: Path, limit: int | None) -> None:
+    """Delete all but the ``limit`` latest complete checkpoints under ``root`` (keep all for None)."""
+    if limit is None:
+        return
+    for old in _complete_checkpoints(root)[:-limit]:
+        doomed = old.with_name(f".tmp-delete-{old.name}")
+        os.rename(old, doomed)  # first out of sight, so a half-deleted folder never looks complete
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def process_rng_state(source_generator: torch.Generator, device: torch.device) -> dict:
+    """This process's own RNG states: torch's (and the device's), the source's generator, numpy's, python's."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "source": source_generator.get_state(),
+        "numpy": _numpy_state_to_json(np.random.get_state()),
+        "python": _python_state_to_json(random.getstate()),
+    }
+    if device.type != "cpu":
+        state["device"] = torch.get_device_module(device.type).get_rng_state(device)
+    return state
+
+
+def restore_process_rng_state(state: dict, source_generator: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    source_generator.set_state(state["source"])
+    np.random.set_state(_numpy_state_from_json(state["numpy"]))
+    random.setstate(_python_state_from_json(state["python"]))
+    if "device" in state and device.type != "cpu":
+        torch.get_device_module(device.type).set_rng_state(state["device"], device)
+
+
+def _complete_checkpoints(root: Path) -> list[Path]:
+    """Checkpoint folders with their state file, fewest images seen first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := CHECKPOINT_NAME.fullmatch(p.name)) and (p / STATE_FILE).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def _write(path: Path, writer) -> None:
+    """Write with ``writer(path)`` and force it to disk before the folder is renamed into place."""
+    writer(str(path))
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (a rename), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _numpy_state_to_json(state) -> dict:
+    kind, keys, pos, has_gauss, cached = state
+    return {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_json(state: dict):
+    return (state["kind"], np.array(state["keys"], dtype=np.uint32), state["pos"], state["has_gauss"],
+            state["cached_gaussian"])
+
+
+def _python_state_to_json(state) -> list:
+    version, internal, gauss_next = state
+    return [version, list(internal), gauss_next]
+
+
+def _python_state_from_json(state: list):
+    version, internal, gauss_next = state
+    return version, tuple(internal), gauss_next
