@@ -192,6 +192,7 @@ def crowd(url, clients, args, api_name="/generate"):
     return results
 
 
+@pytest.mark.slow
 def test_a_crowd_asking_the_same_images_gets_them_each_from_its_own_files(served):
     """Identical requests used to share one cache file that gradio rewrites in place: downloading it while
     another request rewrote it closed the connection mid-response."""
@@ -207,6 +208,7 @@ def test_a_crowd_asking_the_same_images_gets_them_each_from_its_own_files(served
     assert len(paths) == 40
 
 
+@pytest.mark.slow
 def test_a_crowd_beyond_the_queue_is_told_to_try_again_and_the_demo_recovers(app, monkeypatch):
     model = tiny_union()
     sample = model.sample
@@ -333,6 +335,7 @@ def test_load_model_reads_a_folder_with_its_card_and_samples(app, tmp_path, caps
     assert default.num_classes >= 2
 
 
+@pytest.mark.slow
 def test_python_app_py_serves_a_hub_model_and_compares_with_its_hub_sources(tmp_path, monkeypatch):
     """`python app.py --model org/name@commit` against the local test Hub, sources fetched from it too."""
     from hub_server import DEFAULT_TOKEN, HubServer, point_client_at

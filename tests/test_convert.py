@@ -341,6 +341,7 @@ def test_damaged_or_foreign_files_give_clear_errors(snapshots, tmp_path, content
 # -- command line ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_convert_script(snapshots, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = [sys.executable, str(REPO / "scripts" / "convert.py")]

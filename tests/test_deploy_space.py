@@ -49,6 +49,7 @@ def test_space_template_matches_the_pinned_gradio_and_runtime():
     assert "torch" in space_pins and all(repo_pins[name] == version for name, version in space_pins.items())
 
 
+@pytest.mark.slow
 def test_dry_run_assembles_app_package_requirements_and_card(tmp_path):
     out = tmp_path / "space"
     result = run(SCRIPT, "--space_id", "org/demo", "--model", "org/union@v2", "--dry_run", out)
@@ -77,6 +78,7 @@ def test_bad_models_are_refused_with_a_one_line_error(deploy_space, tmp_path, ca
     assert exit_info.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_assembled_space_boots_and_serves_with_python_app_py(tmp_path):
     out = tmp_path / "space"
     assert run(SCRIPT, "--space_id", "org/demo", "--model", "example:union", "--dry_run", out).returncode == 0
@@ -124,6 +126,7 @@ def test_deploy_creates_a_gradio_space_and_uploads_the_folder(deploy_space, monk
     assert "hf_secret" not in printed.out + printed.err and "commit/abc" in printed.out
 
 
+@pytest.mark.slow
 def test_deploy_to_the_local_test_hub(tmp_path, monkeypatch):
     """The real client end to end against tests/hub_server.py: create, upload, then redeploy over it."""
     from hub_server import DEFAULT_TOKEN, HubServer, point_client_at

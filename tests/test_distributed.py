@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 from training_helpers import tiny_pair
 
+pytestmark = pytest.mark.slow  # two processes under accelerate launch
+
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "tests" / "dist_worker.py"
 
@@ -28,8 +30,9 @@ def run(command, out: Path):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist")
-    run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no"], root / "two")
+    # The launcher of the Python running the tests, wherever its `accelerate` command is (or is not) on PATH.
+    run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"], root / "two")
     run([sys.executable], root / "one")
     return ([load_file(root / "two" / f"rank{r}.safetensors") for r in (0, 1)],
             load_file(root / "one" / "rank0.safetensors"))

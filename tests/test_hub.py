@@ -125,6 +125,7 @@ def test_pinned_revisions_resolve_to_their_commit_and_weights(hub, tmp_path):
 # -- push: the union, its card, back by repo id ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_union_round_trip_with_model_card(hub, tmp_path, monkeypatch):
     sources = {}
     for seed, name in enumerate(("cat", "dog"), start=1):

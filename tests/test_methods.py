@@ -76,6 +76,7 @@ def cocktail_run(sources, tmp_path_factory):
     return plan, union, output, logs
 
 
+@pytest.mark.slow
 def test_cocktail_union_has_one_class_per_source_with_provenance(cocktail_run):
     plan, union, output, _ = cocktail_run
     saved = UnionModel.from_pretrained(output / "union")
@@ -90,6 +91,7 @@ def test_cocktail_union_has_one_class_per_source_with_provenance(cocktail_run):
     assert (output / "union" / "samples.png").is_file() and (output / "union" / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_each_class_draws_its_own_source(cocktail_run):
     plan, union, _, _ = cocktail_run
     source_colours = [mean_colour(ing.model, 0) for ing in plan.ingredients]
@@ -98,6 +100,7 @@ def test_each_class_draws_its_own_source(cocktail_run):
         assert distances.index(min(distances)) == c, f"class {c}: distances to sources {distances}"
 
 
+@pytest.mark.slow
 def test_rooting_brings_weights_closer_to_the_root(cocktail_run):
     _, union, output, _ = cocktail_run
     summary = union.provenance["weight_distances"]
@@ -107,6 +110,7 @@ def test_rooting_brings_weights_closer_to_the_root(cocktail_run):
     assert "mapping.fc0.weight" in report["layers"]["green"]["rooted"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_merge_resumes_at_its_stage(cocktail_run):
     plan, _, output, _ = cocktail_run
     (stage_folder(output, "cocktail", "merge") / STAGE_DONE).unlink()
@@ -161,6 +165,7 @@ def test_bad_recipes_fail_before_training(sources, layer, message):
         build_plan(resolve_recipe(base, layer))
 
 
+@pytest.mark.slow
 def test_merge_script_runs_and_reports_errors_cleanly(sources, tmp_path):
     command = [sys.executable, str(ROOT / "scripts" / "merge.py"), str(sources[0]), str(sources[1]),
                "--root_kimg", "0.016", "--merge_kimg", "0.016", "--batch_size", "8", "--pl_weight", "0",
@@ -242,6 +247,7 @@ def test_a_stage_folder_with_other_inputs_is_refused(sources, tmp_path):
         run_merge(short_plan(sources), tmp_path, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_an_explicit_checkpoint_resumes_only_the_stage_that_owns_it(sources, tmp_path, capsys):
     three = [load_ingredient(str(s)) for s in sources]
     config = TrainingConfig(**FAST, checkpointing_kimg=0.008, checkpoints_total_limit=None)

@@ -144,11 +144,13 @@ def features(extractor, trousers):
     return {"plain": extractor(trousers), "blur1": extractor(blurred(1)), "blur3": extractor(blurred(3))}
 
 
+@pytest.mark.slow
 def test_features_are_2048_dimensional_and_deterministic(extractor, trousers, features):
     assert features["plain"].shape == (N, 2048) and features["plain"].dtype == np.float32
     np.testing.assert_allclose(extractor(trousers[:3]), features["plain"][:3], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_blur(features):
     plain = features["plain"]
     assert abs(metrics.fid(plain, plain)) < 1e-3
@@ -179,6 +181,7 @@ def write_pngs(folder: Path, count: int, seed: int, size=(28, 28), mode="L"):
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i}.png")
 
 
+@pytest.mark.slow
 def test_folder_features_are_cached_by_content(extractor, tmp_path):
     counting, folder = Counting(extractor), tmp_path / "trouser"
     write_pngs(folder, 3, seed=0)
@@ -194,6 +197,7 @@ def test_folder_features_are_cached_by_content(extractor, tmp_path):
     assert counting.images == 8
 
 
+@pytest.mark.slow
 def test_grey_images_count_as_their_rgb_version(extractor, tmp_path):
     write_pngs(tmp_path / "grey", 1, seed=3)
     Image.open(tmp_path / "grey" / "0.png").convert("RGB").save(tmp_path / "rgb.png")
@@ -204,6 +208,7 @@ def test_grey_images_count_as_their_rgb_version(extractor, tmp_path):
                                metrics.features_for_folder(tmp_path / "rgb", **kwargs), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_features_are_cached_by_weights_count_and_seed(extractor, tmp_path):
     counting = Counting(extractor)
     model = UnionModel.from_pretrained("example:sneaker", load_discriminator=False)
@@ -230,6 +235,7 @@ def test_source_references_pin_hub_sources_to_their_commit():
                                                  "sneaker": f"org/shoes@{'a' * 40}#sneaker", "bag": "example:bag"}
 
 
+@pytest.mark.slow
 def test_evaluate_script_writes_table_json_chart_and_model_card(extractor, tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "scripts"))
     import evaluate
@@ -253,6 +259,7 @@ def test_evaluate_script_writes_table_json_chart_and_model_card(extractor, tmp_p
     assert "| | FID_SOURCES | KID_SOURCES |" in card and "- type: fid_sources" in card  # table and eval_results
 
 
+@pytest.mark.slow
 def test_evaluate_against_real_folders_pools_the_union_in_their_proportions(extractor, tmp_path):
     write_pngs(tmp_path / "trouser", 3, seed=4)  # grey 28×28: read as RGB at the model's 32×32
     write_pngs(tmp_path / "bag", 2, seed=5, size=(40, 40), mode="RGB")

@@ -47,6 +47,7 @@ class Inf:
         return torch.tensor(value, device=G.device)
 
 
+@pytest.mark.slow
 def test_float16_overflow_skips_the_step_instead_of_ending_the_run(tmp_path):
     G, D = float16_pair()
     before = {k: v.clone() for k, v in G.state_dict().items()}
@@ -57,6 +58,7 @@ def test_float16_overflow_skips_the_step_instead_of_ending_the_run(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in result.G.state_dict().items())
 
 
+@pytest.mark.slow
 def test_an_overflow_no_loss_scale_cures_is_divergence(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "MAX_SKIPPED_STEPS", 3)  # 32 by default: the scale falls from 2^16 to 2^-16
     G, D = float16_pair()

@@ -124,6 +124,7 @@ def test_auto_ema_rampup_is_on_only_where_it_still_matters():
     assert effective_ema_rampup(TrainingConfig(kimg=8, ema_rampup=0.1)) == 0.1
 
 
+@pytest.mark.slow
 def test_a_short_run_with_auto_rampup_hands_on_its_training_not_its_start(tmp_path):
     """Twelve steps at a 10-kimg half-life: without the ramp-up G_ema has barely left the start."""
     distances = {}

@@ -44,6 +44,7 @@ def states(*networks):
     return [{k: v.detach().clone() for k, v in n.state_dict().items()} for n in networks]
 
 
+@pytest.mark.slow
 def test_learns_a_toy_source_with_finite_regularisers(tmp_path):
     G, D = tiny_pair()
     before = distance_to_red(G)
@@ -211,6 +212,7 @@ def run_worker(output_dir, *args, expect):
     return done
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_a_killed_run_resumes_exactly(tmp_path):
     """An uninterrupted run vs. one stopped by SIGTERM, resumed, SIGKILLed between checkpoints, resumed.
 
@@ -248,6 +250,7 @@ def write_toy_images(folder: Path, count=12):
         image.save(folder / f"{i:03d}.png")
 
 
+@pytest.mark.slow
 def test_train_source_script_writes_a_loadable_model(tmp_path):
     from cocktail.union import UnionModel
 
