@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+import torch
 
 
 def ema_rampup(text: str) -> float | str:
@@ -14,6 +17,16 @@ def ema_rampup(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not auto, none or a number") from None
+
+
+def at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return value
 
 
 # flag: (type, help); each is a TrainingConfig field, except learning_rate (g_lr and d_lr).
@@ -49,6 +62,9 @@ def add_training_flags(parser: argparse.ArgumentParser, help_overrides: dict | N
         parser.add_argument(f"--{flag}", type=kind, default=defaults.get(flag), help=text)
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"])
     parser.add_argument("--report_to", help="e.g. tensorboard")
+    parser.add_argument("--cpu_threads", type=at_least_one,
+                        help="torch threads per process when training on CPUs (default: the cores this process may "
+                             "use, shared among the processes on this machine; `accelerate launch` alone gives 1)")
 
 
 def training_settings(args: argparse.Namespace) -> dict:
@@ -59,3 +75,18 @@ def training_settings(args: argparse.Namespace) -> dict:
     if settings.get("ema_rampup") == "none":
         settings["ema_rampup"] = None
     return settings
+
+
+def use_cpu_threads(requested: int | None, device: torch.device, num_processes: int) -> int | None:
+    """Give each CPU process its share of the cores; returns the thread count set (None off the CPU).
+
+    ``accelerate launch`` exports OMP_NUM_THREADS=1 unless told otherwise, so a plain
+    ``accelerate launch scripts/merge.py`` on a CPU would use one core of many.
+    """
+    if device.type != "cpu":
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
+    threads = requested or max(cores // max(local_processes, 1), 1)
+    torch.set_num_threads(threads)
+    return threads

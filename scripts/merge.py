@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from cocktail.cli import add_training_flags, training_settings  # noqa: E402
+from cocktail.cli import add_training_flags, training_settings, use_cpu_threads  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
 from cocktail.methods import FISHER_BATCH, MERGE_METHODS, MERGE_TRAINING  # noqa: E402
 from cocktail.recipe import DEFAULTS  # noqa: E402
@@ -97,11 +97,13 @@ def main(argv=None) -> int:
     output_dir = check_output_dir(recipe["output_dir"])
     accelerator = Accelerator(mixed_precision=recipe["mixed_precision"], log_with=recipe["report_to"],
                               project_dir=str(output_dir))
+    threads = use_cpu_threads(args.cpu_threads, accelerator.device, accelerator.num_processes)
     log = accelerator.print
     started = time.time()
     plan = build_plan(recipe, token=args.hub_token, world=accelerator.num_processes)
     log(f"merging {len(plan.ingredients)} sources with '{plan.method}' (root: {plan.class_names[plan.root]}) "
-        f"on {accelerator.num_processes} process(es), {accelerator.device}")
+        f"on {accelerator.num_processes} process(es), {accelerator.device}"
+        + (f", {threads} CPU threads each" if threads else ""))
     from cocktail.methods import run_merge
 
     run_merge(plan, output_dir, accelerator=accelerator, log=log, overwrite=bool(recipe["overwrite_output_dir"]))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from cocktail.cli import add_training_flags, training_settings  # noqa: E402
+from cocktail.cli import add_training_flags, training_settings, use_cpu_threads  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
 from cocktail.networks import PRESETS  # noqa: E402
 
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
                             progress=not args.no_progress, **training_settings(args))
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=args.report_to,
                               project_dir=str(training_dir))
+    threads = use_cpu_threads(args.cpu_threads, accelerator.device, accelerator.num_processes)
     config.validate(accelerator.num_processes)  # every setting, before any model or image is loaded
     if args.init:
         G, D = load_init(args.init, args.resolution)
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
         G, D = fresh_networks(args, source.resolution, getattr(source, "channels", 3))
         start = {"architecture": network_kwargs(G)}
     accelerator.print(f"training '{name}' ({G.img_resolution} px) on {args.data_dir} for {args.kimg:g} kimg "
-                      f"on {accelerator.num_processes} process(es), {accelerator.device}")
+                      f"on {accelerator.num_processes} process(es), {accelerator.device}"
+                      + (f", {threads} CPU threads each" if threads else ""))
     result = train(G, D, source, config, accelerator=accelerator, class_names=[name], description=name)
     if accelerator.is_main_process:
         recipe = {k: v for k, v in dataclasses.asdict(config).items()

@@ -1,5 +1,6 @@
 """Settings are checked before any model is loaded, and every default has one definition."""
 
+import os
 import re
 from pathlib import Path
 
@@ -140,3 +141,28 @@ def test_a_short_run_with_auto_rampup_hands_on_its_training_not_its_start(tmp_pa
         left = sum((ema[k] - trained[k]).norm() for k in start if trained[k].is_floating_point())
         distances[rampup] = (left / moved).item()
     assert distances[None] > 0.9 and distances["auto"] < 0.5, distances
+
+
+def test_cpu_processes_share_the_cores_instead_of_accelerates_one_thread(monkeypatch):
+    from cocktail.cli import use_cpu_threads
+
+    threads = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    try:
+        torch.set_num_threads(1)  # what `accelerate launch` leaves (OMP_NUM_THREADS=1)
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        assert use_cpu_threads(None, torch.device("cpu"), 1) == cores == torch.get_num_threads()
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two processes on this machine split the cores
+        assert use_cpu_threads(None, torch.device("cpu"), 2) == max(cores // 2, 1) == torch.get_num_threads()
+        assert use_cpu_threads(3, torch.device("cpu"), 2) == 3 == torch.get_num_threads()
+        assert use_cpu_threads(None, torch.device("cuda"), 1) is None and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("script", ["merge", "train_source"])
+def test_cpu_threads_must_be_a_positive_count(script, capsys):
+    with pytest.raises(SystemExit):
+        load_script(script).parse_args(["--cpu_threads", "0", "--data_dir", "x", "--output_dir", "y"]
+                                       if script == "train_source" else ["--cpu_threads", "0"])
+    assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
