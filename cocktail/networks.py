@@ -84,10 +84,9 @@ def upfirdn2d(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
         x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = (f * gain).to(x.dtype)
     # The same zero border on every side is the convolution's own padding: no padded copy of x to make.
-    x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), padding=px0 if same else 0, groups=channels)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    # Decimating is the convolution's stride: only the kept outputs are computed.
+    return F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), padding=px0 if same else 0, stride=down,
+                    groups=channels)
 
 
 def upsample2d(x, f, up=2):
@@ -128,12 +127,14 @@ def conv2d_resample(x, w, f, up=1, down=1, padding=0, groups=1):
     return upfirdn2d(x, f, pad=(p0 + pt, p1 + pt, p0 + pt, p1 + pt), gain=up * up)
 
 
-def modulated_conv2d(x, weight, styles, up=1, padding=0, resample_filter=None, demodulate=True, fused=True):
-    """StyleGAN2 weight (de)modulation.
+def modulated_conv2d(x, weight, styles, up=1, padding=0, resample_filter=None, demodulate=True, fused=True,
+                     gain=1.0):
+    """StyleGAN2 weight (de)modulation, the output scaled by ``gain``.
 
     ``fused``: one grouped convolution with per-sample weights (fast for small batches and
     inference); otherwise scale activations before and after a shared-weight convolution
-    (mathematically the same, and much faster to train with on CPU).
+    (mathematically the same, and much faster to train with on CPU). ``gain`` rides on the
+    per-sample coefficients, so it costs no pass over the activations.
     """
     batch = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -142,16 +143,18 @@ def modulated_conv2d(x, weight, styles, up=1, padding=0, resample_filter=None, d
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3],
                                                                                keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    if not demodulate and gain != 1:
+        styles = styles * gain
     if not fused:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
         if demodulate:
-            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() * gain
             x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
         return x
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() * gain
         w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw).to(x.dtype)
@@ -194,11 +197,13 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x, gain=1.0):
-        w = (self.weight * self.weight_gain).to(x.dtype)
-        x = conv2d_resample(x, w, self.resample_filter, down=self.down, padding=self.padding)
+        # lrelu(v) * g = lrelu(v * g) for g > 0: the gain rides on the weight and bias, not on the activations.
         act_gain = (LRELU_GAIN if self.lrelu else 1.0) * gain
+        w = (self.weight * (self.weight_gain * act_gain)).to(x.dtype)
+        x = conv2d_resample(x, w, self.resample_filter, down=self.down, padding=self.padding)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, lrelu=self.lrelu, gain=act_gain, clamp=clamp)
+        bias = self.bias * act_gain if self.bias is not None else None
+        return bias_act(x, bias, lrelu=self.lrelu, clamp=clamp)
 
 
 class MappingNetwork(nn.Module):
@@ -253,18 +258,22 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn([resolution, resolution]))
 
     def forward(self, x, w, noise_mode="random", fused_modconv=True, gain=1.0):
+        # lrelu(v) * g = lrelu(v * g) for g > 0: the activation gain scales the convolution's per-sample
+        # coefficients, the noise strength and the bias instead of every activation.
+        act_gain = LRELU_GAIN * gain
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight, styles, up=self.up, padding=1, resample_filter=self.resample_filter,
-                             fused=fused_modconv)
+                             fused=fused_modconv, gain=act_gain)
+        strength = self.noise_strength * act_gain
         if noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
+            x = x + noise * strength.to(x.dtype)
         elif noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+            x = x + (self.noise_const * strength).to(x.dtype)
         elif noise_mode != "none":
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, lrelu=True, gain=LRELU_GAIN * gain, clamp=clamp)
+        return bias_act(x, self.bias * act_gain, lrelu=True, clamp=clamp)
 
 
 class ToRGBLayer(nn.Module):
