@@ -222,9 +222,14 @@ def gallery(label, columns=4):
                       format="png")  # lossless: what a visitor downloads is what the seed gives
 
 
-def two_classes(classes):
-    """The default pair of classes for the tabs that go from one to another."""
-    return classes[0], classes[min(1, len(classes) - 1)]
+def two_endpoints(classes, class_a_label, seed_a_label, class_b_label, seed_b_label):
+    """Class and seed of where an edit starts and of where it ends, in one row (the first two classes)."""
+    with gr.Row():
+        class_a = gr.Dropdown(classes, value=classes[0], label=class_a_label)
+        seed_a = seed_box(1, seed_a_label)
+        class_b = gr.Dropdown(classes, value=classes[min(1, len(classes) - 1)], label=class_b_label)
+        seed_b = seed_box(2, seed_b_label)
+    return class_a, seed_a, class_b, seed_b
 
 
 def generate_tab(handlers: DemoHandlers):
@@ -248,14 +253,10 @@ def generate_tab(handlers: DemoHandlers):
 
 
 def style_mixing_tab(handlers: DemoHandlers):
-    first, second = two_classes(handlers.classes)
     num_ws = handlers.num_ws
     with gr.Tab("Style mixing"):
-        with gr.Row():
-            class_a = gr.Dropdown(handlers.classes, value=first, label="coarse styles from class")
-            seed_a = seed_box(1, "coarse seed")
-            class_b = gr.Dropdown(handlers.classes, value=second, label="fine styles from class")
-            seed_b = seed_box(2, "fine seed")
+        class_a, seed_a, class_b, seed_b = two_endpoints(handlers.classes, "coarse styles from class", "coarse seed",
+                                                         "fine styles from class", "fine seed")
         with gr.Row():
             crossover = gr.Slider(1, num_ws - 1, value=max(1, num_ws // 2), step=1,
                                   label="crossover layer", info="layers below it: coarse image")
@@ -267,13 +268,9 @@ def style_mixing_tab(handlers: DemoHandlers):
 
 
 def interpolation_tab(handlers: DemoHandlers):
-    first, second = two_classes(handlers.classes)
     with gr.Tab("Interpolation"):
-        with gr.Row():
-            class_a = gr.Dropdown(handlers.classes, value=first, label="from class")
-            seed_a = seed_box(1, "from seed")
-            class_b = gr.Dropdown(handlers.classes, value=second, label="to class")
-            seed_b = seed_box(2, "to seed")
+        class_a, seed_a, class_b, seed_b = two_endpoints(handlers.classes, "from class", "from seed", "to class",
+                                                         "to seed")
         with gr.Row():
             steps = gr.Slider(2, MAX_STEPS, value=8, step=1, label="steps")
             psi = psi_slider()
