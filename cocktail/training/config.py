@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..errors import CocktailError
+from ..folder import checked_class_names
 from ..networks import Discriminator
 
 
@@ -160,8 +161,8 @@ def check_setup(G, D, source, config: TrainingConfig, world: int, class_names) -
     num_classes = max(G.c_dim, 1)
     if source.num_classes > num_classes:
         raise CocktailError(f"source has {source.num_classes} classes but the generator has {num_classes}")
-    if class_names is not None and len(class_names) != num_classes:
-        raise CocktailError(f"{len(class_names)} class names for a generator with {num_classes} class(es)")
+    if class_names is not None:
+        checked_class_names(G, D, class_names)
     check_minibatch_groups(D, config.batch_size, world)
 
 

@@ -121,7 +121,6 @@ class TrainingRun:
         self.output_dir = Path(config.output_dir)
         self.g_penalty, self.d_penalty = g_penalty, d_penalty
         check_setup(G, D, source, config, self.world, class_names)
-        self.class_names = list(class_names) if class_names is not None else None
         self.process_batch = config.batch_size // self.world
         self.path_length_batch = max(self.process_batch // config.pl_batch_shrink, 1)
 
@@ -369,7 +368,7 @@ class TrainingRun:
 
     def _write_grid(self) -> None:
         if self.is_main_process:
-            write_sample_grid(self.G_ema, self.class_names, self.output_dir / SAMPLES_DIR, self.images_seen,
+            write_sample_grid(self.G_ema, self.output_dir / SAMPLES_DIR, self.images_seen,
                               self.config.grid_seeds_per_class)
 
     def _stop(self, checkpoint: Path):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..networks import Generator
-from ..union import UnionModel
+from ..sampling import class_grid
 from .config import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -66,9 +65,8 @@ def _start_trackers(accelerator, config: TrainingConfig, description: str) -> li
     return accelerator.trackers[len(before) :]
 
 
-def write_sample_grid(G_ema: Generator, class_names: Sequence[str] | None, folder: Path, images_seen: int,
-                      seeds_per_class: int) -> None:
+def write_sample_grid(G_ema: Generator, folder: Path, images_seen: int, seeds_per_class: int) -> None:
     """G_ema's samples for fixed seeds, one row per class, as ``folder/kimg<kimg>.png``."""
     folder.mkdir(parents=True, exist_ok=True)
-    grid = UnionModel(G_ema, class_names=class_names).sample_grid(seeds_per_class)
+    grid = class_grid(G_ema, max(G_ema.c_dim, 1), range(seeds_per_class))
     grid.save(folder / f"kimg{images_seen / 1000:010.3f}.png")
