@@ -4,9 +4,10 @@
     python benchmarks/merge_stage.py merging --repeats 5 --threads 2
     python benchmarks/merge_stage.py merging --profile       # where one run's time goes, per function
 
-The stages are built from the shipped example models exactly as ``scripts/merge.py`` builds them with no
-arguments: *rooting* fine-tunes a copy of the root (trouser) on samples of another source (sneaker);
-*merging* trains the conditional average of the three on a labelled mixture of all three sources. Both use the
+The stages are built from the shipped example models as ``scripts/merge.py`` builds them with no arguments:
+*rooting* fine-tunes a copy of the root (trouser) on samples of another source (sneaker); *merging* trains a
+three-class conditional start on a labelled mixture of all three sources (the same networks and data as the
+real stage; see ``stage_inputs`` for its weights). Both use the
 merge recipe (the paper's, batch 32, lazy R1 and path length, EMA ramp-up). A measurement is a real ``train()``
 call after a warm-up call, timed over whole lazy-regularisation cycles (multiples of 16 iterations), so R1
 and path length are amortised as in training; the source sampling is part of what is timed.
@@ -46,7 +47,9 @@ CYCLE = 16  # iterations per lazy-regularisation cycle (one R1 step, four path-l
 
 
 def stage_inputs(stage: str, device):
-    """(G, D, source) as the default merge's rooting or merging stage starts them."""
+    """(G, D, source) with the architectures, classes and sources of the default merge's rooting or merging
+    stage. The merging start averages the root with itself: what the rooted weights are does not change
+    the cost of a step."""
     models = [UnionModel.from_pretrained(example_path(f"example:{name}")) for name in SOURCES]
     root = models[0]
     if stage == "rooting":
@@ -61,6 +64,9 @@ def stage_inputs(stage: str, device):
 
 
 def measure(stage: str, device, iterations: int, repeats: int, profile: bool = False) -> dict:
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=device.type == "cpu")  # the device this benchmark reports, even with a GPU
     torch.manual_seed(0)
     G, D, source = stage_inputs(stage, device)
     with tempfile.TemporaryDirectory() as scratch:
@@ -68,7 +74,7 @@ def measure(stage: str, device, iterations: int, repeats: int, profile: bool = F
             config = TrainingConfig(batch_size=BATCH, kimg=steps * BATCH / 1000, output_dir=scratch, progress=False,
                                     ema_rampup="auto", seed=0)
             started = time.perf_counter()
-            result = train(copy.deepcopy(G), copy.deepcopy(D), source, config,
+            result = train(copy.deepcopy(G), copy.deepcopy(D), source, config, accelerator=accelerator,
                            class_names=list(SOURCES) if stage == "merging" else None)
             return result.images_seen / (time.perf_counter() - started)
 
