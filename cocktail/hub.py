@@ -82,14 +82,6 @@ class ResolvedSource:
 # ---------------------------------------------------------------------------------------
 
 
-def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
-    """``"org/name@rev"`` → ``("org/name", "rev", None)``; ``"org/name"`` → ``("org/name", None, None)``;
-    ``"org/name/dir/file.pkl@rev"`` → ``("org/name", "rev", "dir/file.pkl")``: one checkpoint of a repo
-    that holds several. Read as a Hub spec whatever is on this machine (see ``specs.parse_hub``)."""
-    hub = parse_hub(spec)
-    return hub.target, hub.revision, hub.file
-
-
 def pinned_hub_spec(source: dict) -> str:
     """``org/name[/file.pkl]@<commit>`` for a provenance source, built from its recorded repo id, commit and
     checkpoint path alone: what someone else's ``union.json`` may lead us to fetch. Never its ``spec`` as
@@ -102,12 +94,12 @@ def pinned_hub_spec(source: dict) -> str:
     filename = source.get("file")
     if not (isinstance(filename, str) and filename.lower().endswith(".pkl")):
         try:  # a merged union records a Hub checkpoint only in its spec: org/name/dir/file.pkl@rev
-            written_repo, _, filename = parse_spec(str(source.get("spec")))
-            filename = filename if written_repo == repo_id else None
+            written = parse_hub(str(source.get("spec")))
+            filename = written.file if written.target == repo_id else None
         except CocktailError:
             filename = None
     spec = f"{repo_id}/{filename}@{commit}" if filename else f"{repo_id}@{commit}"
-    parse_spec(spec)  # a valid repo id and a path inside the repo
+    parse_hub(spec)  # a valid repo id and a path inside the repo
     return spec
 
 

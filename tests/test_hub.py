@@ -20,9 +20,10 @@ from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
 
 from cocktail.card import CARD_MARKER, write_model_card
 from cocktail.errors import CocktailError
-from cocktail.hub import parse_spec, push_to_hub, resolve
+from cocktail.hub import push_to_hub, resolve
 from cocktail.methods import load_ingredient
 from cocktail.networks import Discriminator, Generator
+from cocktail.specs import parse_hub
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel, make_conditional
 
 REPO = Path(__file__).parent.parent
@@ -78,15 +79,19 @@ def one_line_error(excinfo, *fragments):
 # -- pull: revisions, provenance, weights ---------------------------------------------------------
 
 
-def test_parse_spec():
-    assert parse_spec("org/cats") == ("org/cats", None, None)
-    assert parse_spec("org/cats@v1.0") == ("org/cats", "v1.0", None)
-    assert parse_spec("org/cats@refs/pr/3") == ("org/cats", "refs/pr/3", None)
-    assert parse_spec("org/cats/runs/00003/snapshot.pkl@v2") == ("org/cats", "v2", "runs/00003/snapshot.pkl")
+def test_parse_hub_spec():
+    def parts(spec):
+        hub = parse_hub(spec)
+        return hub.target, hub.revision, hub.file
+
+    assert parts("org/cats") == ("org/cats", None, None)
+    assert parts("org/cats@v1.0") == ("org/cats", "v1.0", None)
+    assert parts("org/cats@refs/pr/3") == ("org/cats", "refs/pr/3", None)
+    assert parts("org/cats/runs/00003/snapshot.pkl@v2") == ("org/cats", "v2", "runs/00003/snapshot.pkl")
     for bad, message in (("cats", "not a Hub model id"), ("a/b/c", "no such file or folder"),
                          ("org/cats@", "nothing after '@'"), ("org/ca ts", "not a valid Hub model id")):
         with pytest.raises(CocktailError, match=re.escape(message)):
-            parse_spec(bad)
+            parse_hub(bad)
 
 
 def test_local_specs_resolve_as_they_are(tmp_path):
