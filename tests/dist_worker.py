@@ -37,7 +37,7 @@ def main():
     config = TrainingConfig(kimg=STEPS * BATCH / 1000, batch_size=BATCH, g_lr=0.02, d_lr=0.02, eps=1.0,
                             r1_interval=2, pl_interval=2, ema_kimg=0.01, progress=False, seed=5,
                             output_dir=str(Path(args.out) / "run"))
-    source = BankSource(STEPS, BATCH, rank=rank, world=world)
+    source = BankSource(BATCH, rank=rank, world=world)
     result = train(G, D, source, config, accelerator=accelerator)
     weights = {f"{name}.{k}": v.detach().cpu().contiguous()
                for name, net in (("G", result.G), ("G_ema", result.G_ema), ("D", result.D))

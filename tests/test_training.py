@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from training_helpers import RED, SolidSource, resumable_config, tiny_pair
+from training_helpers import RED, SignalOnIteration, SolidSource, resumable_config, tiny_pair
 
 from cocktail.errors import CocktailError
 from cocktail.training import TrainingConfig, latest_checkpoint, train
@@ -89,15 +89,17 @@ def test_g_penalty_enters_the_generator_update(tmp_path):
 
 
 class NaNAfter(SolidSource):
-    """Good batches, then NaN images from call ``bad_from`` on."""
+    """Good images, then NaN ones from the ``bad_from``-th image drawn (0-based) on."""
 
     def __init__(self, bad_from):
         super().__init__()
         self.bad_from = bad_from
 
     def sample(self, batch_size, device, generator=None):
+        first = self.drawn
         images, labels = super().sample(batch_size, device, generator)
-        return (images * math.nan if self.calls >= self.bad_from else images), labels
+        bad = torch.arange(first, first + batch_size) >= self.bad_from
+        return torch.where(bad[:, None, None, None], math.nan, images), labels
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_no_checkpoint(tmp_path):
@@ -109,7 +111,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_no_checkpoint(tmp_path):
     # Two good iterations (a checkpoint after each), then NaN: the error names the last one, nothing after it.
     with pytest.raises(CocktailError, match=r"at kimg 0\.008: D loss is nan; last good checkpoint: "
                                             r".*checkpoint-0+8$"):
-        train(*tiny_pair(), NaNAfter(3), replace(config, kimg=0.1))
+        train(*tiny_pair(), NaNAfter(8), replace(config, kimg=0.1))
     assert latest_checkpoint(config.output_dir).name == "checkpoint-0000000008"
 
 
@@ -216,11 +218,13 @@ def run_worker(output_dir, *args, expect):
 def test_sigterm_checkpoints_and_a_killed_run_resumes_exactly(tmp_path):
     """An uninterrupted run vs. one stopped by SIGTERM, resumed, SIGKILLed between checkpoints, resumed.
 
-    Checkpoints every 2 iterations (8 images), 4 iterations in all; the signals are sent by the worker's
-    source to its own process while it draws reals, i.e. in the middle of an iteration.
+    Checkpoints every 2 iterations (8 images), 4 iterations in all; the signals are sent by the worker to
+    its own process during a G step, i.e. in the middle of an iteration, and in the middle of the chunk of
+    reals drawn ahead (so resuming must redraw it and skip what was used).
     """
     straight, broken = tmp_path / "straight", tmp_path / "broken"
-    train(*tiny_pair(), SolidSource(), resumable_config(straight))
+    never = SignalOnIteration(0, signal.SIGTERM)  # the same zero penalty as the worker's, never signalling
+    train(*tiny_pair(), SolidSource(), resumable_config(straight), g_penalty=never)
     # SIGTERM during the 1st iteration: it finishes, a checkpoint is written, the process exits 128+15.
     done = run_worker(broken, "--signal_at", "1", "TERM", expect=128 + signal.SIGTERM)
     assert "SIGTERM received at kimg 0.004" in done.stdout

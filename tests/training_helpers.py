@@ -21,57 +21,70 @@ def tiny_pair(seed: int = 0, c_dim: int = 0, **d_changes) -> tuple[Generator, Di
 
 
 class SolidSource:
-    """One colour (per class) plus a little noise, drawn from the generator it is given.
-
-    ``signal_at``: send this process ``signal_at[1]`` during the ``signal_at[0]``-th call (1-based),
-    i.e. in the middle of a training iteration, to test kills and interruptions deterministically.
-    """
+    """One colour (per class) plus a little noise, drawn from the generator it is given; counts the images
+    it has drawn (``drawn``)."""
 
     resolution = 32
     channels = 3
 
-    def __init__(self, colours=(RED,), noise: float = 0.1, signal_at: tuple[int, int] | None = None):
+    def __init__(self, colours=(RED,), noise: float = 0.1):
         self.colours = torch.tensor(colours, dtype=torch.float32)
         self.num_classes = len(colours)
         self.noise = noise
-        self.signal_at = signal_at
-        self.calls = 0
+        self.drawn = 0
 
     def to(self, device):
         return self
 
     def sample(self, batch_size, device, generator=None):
-        self.calls += 1
-        if self.signal_at is not None and self.calls == self.signal_at[0]:
-            os.kill(os.getpid(), self.signal_at[1])
+        self.drawn += batch_size
         labels = torch.randint(self.num_classes, [batch_size], generator=generator)
         noise = torch.randn([batch_size, 3, 32, 32], generator=generator)
         images = (self.colours[labels][:, :, None, None] + self.noise * noise).clamp(-1, 1)
         return images.to(device), labels.to(device)
 
 
+class SignalOnIteration:
+    """A G penalty of exactly zero that sends this process ``signum`` during the ``iteration``-th G step
+    (1-based) of the run it is given to, i.e. in the middle of a training iteration: kills and interruptions
+    at a chosen point, without changing what is computed."""
+
+    def __init__(self, iteration: int, signum: int):
+        self.iteration, self.signum, self.calls = iteration, signum, 0
+
+    def __call__(self, G) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.iteration:
+            os.kill(os.getpid(), self.signum)
+        return torch.zeros([])
+
+
 class BankSource:
-    """A fixed bank of images per call, ignoring the generator: call k yields rows ``rank::world`` of
-    batch k, so ``world`` processes together see exactly what one process sees (the loop slices
-    its shared draws the same way)."""
+    """Fixed images per batch, ignoring the generator: the k-th batch of ``batch`` (however many batches
+    one call asks for) is rows ``rank::world`` of global batch k, so ``world`` processes together see
+    exactly what one process sees (the loop slices its shared draws the same way)."""
 
     resolution = 32
     channels = 3
     num_classes = 1
 
-    def __init__(self, calls: int, global_batch: int, rank: int = 0, world: int = 1, seed: int = 7):
-        generator = torch.Generator().manual_seed(seed)
-        self.bank = torch.rand([calls, global_batch, 3, 32, 32], generator=generator) * 2 - 1
-        self.rank, self.world, self.calls = rank, world, 0
+    def __init__(self, global_batch: int, rank: int = 0, world: int = 1, seed: int = 7):
+        self.global_batch, self.rank, self.world, self.seed = global_batch, rank, world, seed
+        self.batches = 0
 
     def to(self, device):
         return self
 
     def sample(self, batch_size, device, generator=None):
-        images = self.bank[self.calls][self.rank :: self.world]
-        assert len(images) == batch_size
-        self.calls += 1
-        return images.to(device), torch.zeros(batch_size, dtype=torch.int64, device=device)
+        batch = self.global_batch // self.world
+        assert batch_size % batch == 0
+        images = []
+        for _ in range(batch_size // batch):
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.batches)
+            global_images = torch.rand([self.global_batch, 3, 32, 32], generator=generator) * 2 - 1
+            images.append(global_images[self.rank :: self.world])
+            self.batches += 1
+        return torch.cat(images).to(device), torch.zeros(batch_size, dtype=torch.int64, device=device)
 
 
 def freeze_noise_strengths(G: Generator) -> Generator:

@@ -3,8 +3,8 @@
 ``output_dir/checkpoints/checkpoint-<images seen, 10 digits>/`` holds ``G``, ``G_ema`` and ``D`` (safetensors),
 ``optimizers.pt`` (G's and D's Adam, the loss scaler), ``rng.safetensors`` (pl_mean, the shared generator and
 each rank's torch / source / device RNG states) and ``state.json`` (progress, each rank's numpy and python RNG
-states, the config). It is written into a hidden temporary folder that is renamed into place, ``state.json``
-last, so a killed save leaves a complete checkpoint or none.
+states and how far into its chunk of reals it was, the config). It is written into a hidden temporary folder
+that is renamed into place, ``state.json`` last, so a killed save leaves a complete checkpoint or none.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 STATE_FILE = "state.json"  # written last: a checkpoint folder without it is not a checkpoint
 NETWORKS = ("G", "G_ema", "D")
-RNG_TENSORS = ("torch", "source", "device")  # in rng.safetensors; numpy's and python's states are JSON
+RNG_TENSORS = ("torch", "source", "device")  # in rng.safetensors
+RNG_JSON = ("numpy", "python", "reals_used")  # in state.json
 
 
 @dataclass
@@ -86,7 +87,7 @@ def save_checkpoint(folder: Path, networks: dict[str, torch.nn.Module], checkpoi
     progress = {"images_seen": checkpoint.images_seen, "kimg": checkpoint.images_seen / 1000,
                 "step": checkpoint.step, "world_size": checkpoint.world_size,
                 "device_type": checkpoint.device_type, "description": checkpoint.description,
-                "rng": [{"numpy": s["numpy"], "python": s["python"]} for s in checkpoint.rng_states],
+                "rng": [{key: s[key] for key in RNG_JSON if key in s} for s in checkpoint.rng_states],
                 "config": checkpoint.config}
     _write(tmp / STATE_FILE, lambda p: Path(p).write_text(json.dumps(progress, indent=1) + "\n"))
     _fsync(tmp)
@@ -125,11 +126,13 @@ def prune_checkpoints(root: Path, limit: int | None) -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def process_rng_state(source_generator: torch.Generator, device: torch.device) -> dict:
-    """This process's own RNG states: torch's (and the device's), the source's generator, numpy's, python's."""
+def process_rng_state(source_state: torch.Tensor, reals_used: int, device: torch.device) -> dict:
+    """This process's own RNG states: torch's (and the device's), numpy's, python's, and where its reals
+    are (``RealsAhead.position()``: the source generator's state at the chunk's start, batches used)."""
     state = {
         "torch": torch.get_rng_state(),
-        "source": source_generator.get_state(),
+        "source": source_state,
+        "reals_used": reals_used,
         "numpy": _numpy_state_to_json(np.random.get_state()),
         "python": _python_state_to_json(random.getstate()),
     }
@@ -138,9 +141,9 @@ def process_rng_state(source_generator: torch.Generator, device: torch.device) -
     return state
 
 
-def restore_process_rng_state(state: dict, source_generator: torch.Generator, device: torch.device) -> None:
+def restore_process_rng_state(state: dict, device: torch.device) -> None:
+    """Restore the RNGs of ``process_rng_state`` but the reals' position, which is ``RealsAhead.restore``'s."""
     torch.set_rng_state(state["torch"])
-    source_generator.set_state(state["source"])
     np.random.set_state(_numpy_state_from_json(state["numpy"]))
     random.setstate(_python_state_from_json(state["python"]))
     if "device" in state and device.type != "cpu":

@@ -1,0 +1,68 @@
+"""The reals drawn ahead: batches are slices of one draw per chunk, and a saved position resumes exactly."""
+
+import pytest
+import torch
+from training_helpers import RED, SolidSource
+
+from cocktail.training.reals import MAX_AHEAD, RealsAhead, iterations_ahead
+
+BLUE = (-1.0, -0.5, 1.0)
+
+
+def reals(batch=4, seed=0, colours=(RED, BLUE)):
+    source = SolidSource(colours)
+    return RealsAhead(source, batch, torch.device("cpu"), torch.Generator().manual_seed(seed)), source
+
+
+def take(ahead: RealsAhead, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [ahead.next() for _ in range(count)]
+
+
+def test_one_call_per_chunk_and_batches_are_its_slices():
+    ahead, source = reals()
+    assert ahead.ahead == MAX_AHEAD
+    batches = take(ahead, MAX_AHEAD + 1)
+    assert source.drawn == 2 * MAX_AHEAD * 4  # two chunks drawn, not nine batches
+    # The first chunk is exactly what one call with the same generator state gives.
+    images, labels = SolidSource((RED, BLUE)).sample(MAX_AHEAD * 4, "cpu", torch.Generator().manual_seed(0))
+    assert torch.equal(torch.cat([b[0] for b in batches[:MAX_AHEAD]]), images)
+    assert torch.equal(torch.cat([b[1] for b in batches[:MAX_AHEAD]]), labels)
+    assert all(b[0].shape == (4, 3, 32, 32) and b[1].shape == (4,) for b in batches)
+
+
+@pytest.mark.parametrize("used_before_saving", [1, 3, MAX_AHEAD, MAX_AHEAD + 2])
+def test_a_saved_position_resumes_the_same_batches(used_before_saving):
+    straight, _ = reals(seed=5)
+    expected = take(straight, used_before_saving + MAX_AHEAD + 1)
+
+    first, _ = reals(seed=5)
+    take(first, used_before_saving)
+    state, used = first.position()
+    resumed, source = reals(seed=99)  # a fresh process: another generator state, nothing drawn
+    resumed.restore(state, used)
+    assert resumed.position()[1] == used and torch.equal(resumed.position()[0], state)
+    for (want_images, want_labels), (images, labels) in zip(expected[used_before_saving:],
+                                                            take(resumed, MAX_AHEAD + 1), strict=True):
+        assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
+
+
+def test_a_position_before_any_draw_starts_from_the_generator():
+    fresh, _ = reals(seed=2)
+    state, used = fresh.position()
+    assert used == 0
+    resumed, source = reals(seed=7)
+    resumed.restore(state, used)
+    assert source.drawn == 0  # nothing to redraw
+    assert torch.equal(resumed.next()[0], reals(seed=2)[0].next()[0])
+
+
+def test_restore_refuses_a_position_past_the_chunk():
+    ahead, _ = reals()
+    with pytest.raises(ValueError, match="batches used of a chunk"):
+        ahead.restore(ahead.position()[0], MAX_AHEAD + 1)
+
+
+def test_large_images_draw_fewer_iterations_ahead():
+    assert iterations_ahead(32, 3, 32) == MAX_AHEAD
+    assert iterations_ahead(32, 3, 256) == 2  # 24 MiB a batch: two fit in 64 MiB
+    assert iterations_ahead(32, 3, 1024) == 1  # one batch is already more: no drawing ahead
