@@ -10,7 +10,8 @@ three-class conditional start on a labelled mixture of all three sources (the sa
 real stage; see ``stage_inputs`` for its weights). Both use the
 merge recipe (the paper's, batch 32, lazy R1 and path length, EMA ramp-up). A measurement is a real ``train()``
 call after a warm-up call, timed over whole lazy-regularisation cycles (multiples of 16 iterations), so R1
-and path length are amortised as in training; the source sampling is part of what is timed.
+and path length are amortised as in training; the source sampling is part of what is timed (and a cycle is
+two whole chunks of the reals that the loop draws 8 iterations ahead).
 
 Only public API is used, so the same file measures an older checkout (copy it there and run it from that
 checkout) for before/after tables.

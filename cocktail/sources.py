@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,6 +38,12 @@ class Source:
     num_classes: int
     resolution: int
     channels: int = 3
+
+    def largest_call(self, batch_size: int) -> int | None:
+        """How many pixels the largest single generator call makes to draw ``batch_size`` images (expected,
+        for a mixture), at the resolution it generates at before any resize; None if unknown (a foreign
+        sampler). The loop judges by it how many iterations of reals to draw at once (``training.reals``)."""
+        return batch_size * self.resolution**2
 
     def sample(self, batch_size: int, device, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +77,9 @@ class ModelSource(Source):
         self.class_index = class_index if G.c_dim else None
         self.resolution = _check_resolution(resolution or G.img_resolution)
         self.channels = G.img_channels
+
+    def largest_call(self, batch_size: int) -> int:
+        return batch_size * self.G.img_resolution**2
 
     def to(self, device) -> ModelSource:
         # Channels-last convolutions run about twice as fast on CPU at training batch sizes
@@ -126,6 +136,9 @@ class ForeignSource(Source):
                                 f"{{spec: {self.spec}, z_dim: 100}})")
         self.z_shape = latent_shape(z_dim, self.spec)
         self._device = torch.device("cpu")
+
+    def largest_call(self, batch_size: int) -> None:
+        return None  # whatever size the sampler makes before our resize
 
     def to(self, device) -> ForeignSource:
         if self.module is not None:
@@ -243,6 +256,11 @@ class MixtureSource(Source):
             raise CocktailError(f"mixture sources disagree on (resolution, channels): {sorted(shapes)}")
         self.resolution, self.channels = shapes.pop()
         self.num_classes = max(s.num_classes for s in self.sources)
+
+    def largest_call(self, batch_size: int) -> int | None:
+        calls = [source.largest_call(math.ceil(batch_size * float(p)))
+                 for source, p in zip(self.sources, self.probabilities, strict=True)]
+        return None if None in calls else max(calls)
 
     def to(self, device) -> MixtureSource:
         for source in self.sources:

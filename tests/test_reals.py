@@ -4,7 +4,10 @@ import pytest
 import torch
 from training_helpers import RED, SolidSource
 
+from cocktail.networks import Generator
+from cocktail.sources import ForeignSource, MixtureSource, ModelSource
 from cocktail.training.reals import MAX_AHEAD, RealsAhead, iterations_ahead
+from cocktail.union import TINY_G_KWARGS
 
 BLUE = (-1.0, -0.5, 1.0)
 
@@ -62,7 +65,32 @@ def test_restore_refuses_a_position_past_the_chunk():
         ahead.restore(ahead.position()[0], MAX_AHEAD + 1)
 
 
-def test_large_images_draw_fewer_iterations_ahead():
-    assert iterations_ahead(32, 3, 32) == MAX_AHEAD
-    assert iterations_ahead(32, 3, 256) == 2  # 24 MiB a batch: two fit in 64 MiB
-    assert iterations_ahead(32, 3, 1024) == 1  # one batch is already more: no drawing ahead
+class Calls:
+    """A stand-in source that only says how many pixels its largest generator call makes."""
+
+    def __init__(self, resolution: int | None, share: float = 1.0):
+        self.resolution, self.share = resolution, share
+
+    def largest_call(self, batch_size):
+        return None if self.resolution is None else int(batch_size * self.share) * self.resolution**2
+
+
+def test_only_small_generator_calls_draw_ahead():
+    assert iterations_ahead(32, Calls(32)) == 4  # 128 images of 32 px per call
+    assert iterations_ahead(32, Calls(32, share=1 / 3)) == MAX_AHEAD  # a mixture of three splits each draw
+    assert iterations_ahead(64, Calls(32)) == 2
+    assert iterations_ahead(32, Calls(64)) == 1
+    assert iterations_ahead(32, Calls(256)) == 1  # a call's fixed cost is nothing next to its work
+    assert iterations_ahead(4, Calls(None)) == 1  # a foreign sampler: what it makes is unknown
+    assert iterations_ahead(4, object()) == 1  # a source that cannot say
+
+
+def test_sources_say_how_large_their_calls_get():
+    G = Generator(**{**TINY_G_KWARGS, "img_resolution": 64})
+    small = ModelSource(G, resolution=32)  # made at 64 px, handed out at 32
+    assert small.largest_call(10) == 10 * 64 * 64
+    foreign = ForeignSource(lambda n, g, d: torch.zeros(n, 3, 8, 8), 32)
+    assert foreign.largest_call(10) is None
+    other = ModelSource(Generator(**TINY_G_KWARGS), num_classes=2, label=1)
+    assert MixtureSource([small, other], weights=[1, 3]).largest_call(100) == max(25 * 64 * 64, 75 * 32 * 32)
+    assert MixtureSource([small, foreign]).largest_call(10) is None

@@ -8,6 +8,7 @@ import signal
 import torch
 
 from cocktail.networks import Discriminator, Generator
+from cocktail.sources import Source
 from cocktail.training import TrainingConfig
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS
 
@@ -20,7 +21,7 @@ def tiny_pair(seed: int = 0, c_dim: int = 0, **d_changes) -> tuple[Generator, Di
     return Generator(**TINY_G_KWARGS, c_dim=c_dim), Discriminator(**TINY_D_KWARGS, c_dim=c_dim, **d_changes)
 
 
-class SolidSource:
+class SolidSource(Source):
     """One colour (per class) plus a little noise, drawn from the generator it is given; counts the images
     it has drawn (``drawn``)."""
 
@@ -59,7 +60,7 @@ class SignalOnIteration:
         return torch.zeros([])
 
 
-class BankSource:
+class BankSource(Source):
     """Fixed images per batch, ignoring the generator: the k-th batch of ``batch`` (however many batches
     one call asks for) is rows ``rank::world`` of global batch k, so ``world`` processes together see
     exactly what one process sees (the loop slices its shared draws the same way)."""

@@ -11,7 +11,8 @@ phases of loss.py:
   corrected by ``c = interval / (interval + 1)``);
 * G EMA with a half-life in kimg (optional ramp-up), parameters and buffers.
 
-How N processes stay one run is distributed.py's; how a run is saved and resumed, checkpoint.py's.
+How N processes stay one run is distributed.py's; how a run is saved and resumed, checkpoint.py's;
+how the reals are drawn (several iterations ahead), reals.py's.
 
 Mixed precision comes from the Accelerator (bf16, or fp16 with its GradScaler) and from the networks'
 float16 blocks (``num_fp16_res``, on CUDA only; a GradScaler of the loop's own when Accelerate has none):

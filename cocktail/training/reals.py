@@ -2,10 +2,10 @@
 
 A generator source pays a fixed cost per call (hundreds of small operations: for the tiny example networks on
 a CPU, a call of 11 images costs ~10 ms, one of 85 ~35 ms), and a mixture calls each of its sources. So the
-loop draws the reals of up to ``MAX_AHEAD`` iterations in one call and hands them out a batch at a time.
-Every batch is still ``batch`` independent draws from the source: a mixture shuffles the whole chunk, and any
-run of consecutive draws of it is an i.i.d. sample. What changes is only which random numbers make which
-image.
+loop draws the reals of up to ``MAX_AHEAD`` iterations in one call, while that call stays small (see
+``iterations_ahead``), and hands them out a batch at a time. Every batch is still ``batch`` independent
+draws from the source: a mixture shuffles the whole chunk, and any run of consecutive draws of it is an
+i.i.d. sample. What changes is only which random numbers make which image.
 
 Resume stays exact: a checkpoint keeps the source generator's state at the start of the current chunk and
 how many of its batches were used; resuming draws that chunk again (sources are deterministic functions of
@@ -17,14 +17,22 @@ from __future__ import annotations
 import torch
 
 MAX_AHEAD = 8  # iterations per chunk: past ~85 images a call, the tiny generators gain little per image
-MAX_CHUNK_BYTES = 64 << 20  # fewer iterations ahead for large images (256 px: 2 batches of 32)
+MAX_CALL_PIXELS = 128 * 32 * 32  # per generator call, at the resolution it generates at
 
 
-def iterations_ahead(batch: int, channels: int, resolution: int) -> int:
-    """How many batches one draw covers: ``MAX_AHEAD``, or fewer if their float32 images would exceed
-    ``MAX_CHUNK_BYTES``; at least one."""
-    batch_bytes = batch * channels * resolution * resolution * 4
-    return max(1, min(MAX_AHEAD, MAX_CHUNK_BYTES // batch_bytes))
+def iterations_ahead(batch: int, source) -> int:
+    """How many batches one draw covers: up to ``MAX_AHEAD`` while no generator call of it makes more than
+    ``MAX_CALL_PIXELS`` pixels (``Source.largest_call``). So 4 batches of 32 from one 32 px generator, 8 from a
+    mixture of three; 1 from 128 px on, where a call's fixed cost no longer matters and a bigger one would
+    only take memory; and 1 for a source that cannot say (a foreign sampler may make 1024 px images)."""
+    largest_call = getattr(source, "largest_call", None)
+    ahead = 1
+    while ahead < MAX_AHEAD and largest_call is not None:
+        pixels = largest_call((ahead + 1) * batch)
+        if pixels is None or pixels > MAX_CALL_PIXELS:
+            break
+        ahead += 1
+    return ahead
 
 
 class RealsAhead:
@@ -32,7 +40,7 @@ class RealsAhead:
 
     def __init__(self, source, batch: int, device: torch.device, generator: torch.Generator):
         self.source, self.batch, self.device, self.generator = source, batch, device, generator
-        self.ahead = iterations_ahead(batch, source.channels, source.resolution)
+        self.ahead = iterations_ahead(batch, source)
         self.restart()
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
