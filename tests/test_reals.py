@@ -59,10 +59,13 @@ def test_a_position_before_any_draw_starts_from_the_generator():
     assert torch.equal(resumed.next()[0], reals(seed=2)[0].next()[0])
 
 
-def test_restore_refuses_a_position_past_the_chunk():
-    ahead, _ = reals()
-    with pytest.raises(ValueError, match="batches used of a chunk"):
-        ahead.restore(ahead.position()[0], MAX_AHEAD + 1)
+def test_a_position_past_the_chunk_goes_on_from_its_start():
+    """Saved with a larger chunk (another batch size): no replay, a new chunk from the saved start."""
+    ahead, _ = reals(seed=3)
+    start = ahead.position()[0]
+    ahead.restore(start, MAX_AHEAD + 1)
+    assert ahead.position()[1] == 0
+    assert torch.equal(ahead.next()[0], reals(seed=3)[0].next()[0])
 
 
 class Calls:

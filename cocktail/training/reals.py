@@ -22,9 +22,10 @@ MAX_CALL_PIXELS = 128 * 32 * 32  # per generator call, at the resolution it gene
 
 def iterations_ahead(batch: int, source) -> int:
     """How many batches one draw covers: up to ``MAX_AHEAD`` while no generator call of it makes more than
-    ``MAX_CALL_PIXELS`` pixels (``Source.largest_call``). So 4 batches of 32 from one 32 px generator, 8 from a
-    mixture of three; 1 from 128 px on, where a call's fixed cost no longer matters and a bigger one would
-    only take memory; and 1 for a source that cannot say (a foreign sampler may make 1024 px images)."""
+    ``MAX_CALL_PIXELS`` pixels (``Source.largest_call``). So, for batches of 32: 4 from one 32 px generator,
+    8 from a mixture of three; 1 from one 64 px generator and from any at 128 px, where a call's fixed cost
+    no longer matters and a bigger one would only take memory; and 1 for a source that cannot say (a foreign
+    sampler may make 1024 px images)."""
     largest_call = getattr(source, "largest_call", None)
     ahead = 1
     while ahead < MAX_AHEAD and largest_call is not None:
@@ -58,12 +59,11 @@ class RealsAhead:
 
     def restore(self, generator_state: torch.Tensor, used: int) -> None:
         """Go on from a ``position()``: the chunk it points into is drawn again and its first ``used``
-        batches skipped."""
-        if not 0 <= used <= self.ahead:
-            raise ValueError(f"{used} batches used of a chunk of {self.ahead}")
+        batches skipped. A position past this run's chunk (saved with another batch size or source) cannot
+        be replayed: the reals then go on with a new chunk from the saved chunk's start."""
         self.generator.set_state(generator_state)
         self.restart()
-        if used:
+        if 0 < used <= self.ahead:
             self._draw()
             self.used = used
 
