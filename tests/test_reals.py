@@ -68,6 +68,14 @@ def test_a_position_past_the_chunk_goes_on_from_its_start():
     assert torch.equal(ahead.next()[0], reals(seed=3)[0].next()[0])
 
 
+def test_reseed_drops_the_chunk_and_starts_from_the_seed():
+    ahead, _ = reals(seed=1)
+    take(ahead, 3)
+    ahead.reseed(4)
+    assert ahead.position()[1] == 0
+    assert torch.equal(ahead.next()[0], reals(seed=4)[0].next()[0])
+
+
 class Calls:
     """A stand-in source that only says how many pixels its largest generator call makes."""
 

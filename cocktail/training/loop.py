@@ -367,8 +367,7 @@ class TrainingRun:
                            self.device.type)
             seed, rank, seen = self.config.seed, self.rank, self.images_seen
             torch.manual_seed(derive_seed(seed, rank, "torch", seen))
-            self.reals.generator.manual_seed(derive_seed(seed, rank, "source", seen))
-            self.reals.restart()
+            self.reals.reseed(derive_seed(seed, rank, "source", seen))
         self.accelerator.print(f"resumed from {folder} at kimg {self.images_seen / 1000:g}")
 
     def _write_grid(self) -> None:

@@ -42,7 +42,7 @@ class RealsAhead:
     def __init__(self, source, batch: int, device: torch.device, generator: torch.Generator):
         self.source, self.batch, self.device, self.generator = source, batch, device, generator
         self.ahead = iterations_ahead(batch, source)
-        self.restart()
+        self._restart()
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch: (images [batch, C, R, R], labels [batch])."""
@@ -62,12 +62,17 @@ class RealsAhead:
         batches skipped. A position past this run's chunk (saved with another batch size or source) cannot
         be replayed: the reals then go on with a new chunk from the saved chunk's start."""
         self.generator.set_state(generator_state)
-        self.restart()
+        self._restart()
         if 0 < used <= self.ahead:
             self._draw()
             self.used = used
 
-    def restart(self) -> None:
+    def reseed(self, seed: int) -> None:
+        """Go on from a fresh seed, with a new chunk (a resume that cannot replay the saved draws)."""
+        self.generator.manual_seed(seed)
+        self._restart()
+
+    def _restart(self) -> None:
         """Forget the drawn chunk: the next batch starts a new one from the generator's current state."""
         self.chunk, self.used = None, 0
         self.chunk_start = self.generator.get_state()
