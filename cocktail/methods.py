@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .convert import file_sha256
+from .distill import distillation_penalty
 from .errors import CocktailError
 from .folder import check_class_name
 from .networks import Discriminator, Generator
@@ -114,6 +115,17 @@ class MergePlan:
     ewc_d: float = 0.0
     ewc_samples: int = 4096
     freeze_d_blocks: int = 1  # Freeze-D: discriminator blocks frozen, counted from the image side
+    # The authors' conditional rooting: every model extended to N classes first, source i rooted with all its
+    # samples labelled i, so class i's embedding learns domain i before the average (their code's default).
+    conditional_rooting: bool = False
+    # The mixture's share of each source in the final stage (the authors' --class_percentages); None: equal.
+    class_percentages: list[float] | None = None
+    # Paired distillation (cocktail_distill): weight of |G(z, i) - parent_i(z)|^2 and its latents per G step.
+    distill_weight: float = 1.0
+    distill_batch: int = 16
+    # "parents" (root and rooted models) or "sources" (the sources themselves); None: parents where the method
+    # roots, else sources.
+    distill_teachers: str | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -135,8 +147,18 @@ class MergePlan:
                  "truncation": number_rule(0, 1, low_open=True), "ewc_g_mapping": number_rule(0),
                  "ewc_g_synthesis": number_rule(0), "ewc_d": number_rule(0),
                  "ewc_samples": number_rule(FISHER_BATCH, integer=True),
-                 "freeze_d_blocks": number_rule(1, integer=True)}
+                 "freeze_d_blocks": number_rule(1, integer=True), "distill_weight": number_rule(0),
+                 "distill_batch": number_rule(1, integer=True)}
         apply_rules(self, rules)
+        if self.distill_teachers not in (None, "parents", "sources"):
+            raise CocktailError(f"distill_teachers must be 'parents' or 'sources' (got {self.distill_teachers!r})")
+        if not isinstance(self.conditional_rooting, bool):
+            raise CocktailError(f"conditional_rooting must be true or false (got {self.conditional_rooting!r})")
+        if self.class_percentages is not None:
+            values = self.class_percentages
+            if not isinstance(values, list | tuple) or any(number_rule(0)(v) for v in values) or sum(values) <= 0:
+                raise CocktailError("class_percentages must be a list of non-negative numbers with a positive sum, "
+                                    f"one per source (got {values!r})")
         if self.ewc_samples % FISHER_BATCH:
             raise CocktailError(f"ewc_samples must be a multiple of {FISHER_BATCH}, the Fisher estimate's batch "
                                 f"(got {self.ewc_samples})")
@@ -165,6 +187,11 @@ class MergePlan:
             raise CocktailError(f"root {root.name!r} ({root.spec}) is conditional; the root must be an "
                                 "unconditional single-domain model")
         check_minibatch_groups(root.model.discriminator, self.training.batch_size, world)
+        if self.conditional_rooting and self.merge_method.parents != "rooted":
+            raise CocktailError(f"conditional_rooting applies to methods that root their sources, not {self.method!r}")
+        if self.class_percentages is not None and len(self.class_percentages) != len(self.ingredients):
+            raise CocktailError(f"class_percentages has {len(self.class_percentages)} entries for "
+                                f"{len(self.ingredients)} sources")
         self.merge_method.check(self)
 
 
@@ -201,8 +228,10 @@ class MergeMethod:
         """This method's own settings that decide its result: recorded in the recipe and in its stage's inputs."""
         return {}
 
-    def training(self, plan: MergePlan, G: Generator, D: Discriminator, accelerator, log) -> dict:
-        """Extra arguments of ``train`` for the final stage, given its start networks (penalties, frozen weights)."""
+    def training(self, plan: MergePlan, G: Generator, D: Discriminator, accelerator, log,
+                 parents: list[tuple[Generator, Discriminator]] | None) -> dict:
+        """Extra arguments of ``train`` for the final stage, given its start networks and the parents they
+        were averaged from (penalties, frozen weights)."""
         return {}
 
     def roots(self, plan: MergePlan, i: int) -> bool:
@@ -250,7 +279,7 @@ class EWC(Transfer):
     def settings(self, plan):
         return {"ewc": ewc_settings(plan)}
 
-    def training(self, plan, G, D, accelerator, log):
+    def training(self, plan, G, D, accelerator, log, parents):
         return ewc_penalties(plan, G, D, accelerator, log)
 
 
@@ -272,7 +301,7 @@ class FreezeD(Transfer):
     def settings(self, plan):
         return {"freeze_d_blocks": plan.freeze_d_blocks}
 
-    def training(self, plan, G, D, accelerator, log):
+    def training(self, plan, G, D, accelerator, log, parents):
         return {"frozen_d_prefixes": tuple(f"b{res}." for res in D.block_resolutions[: plan.freeze_d_blocks])}
 
 
@@ -300,6 +329,56 @@ class Cocktail(MergeMethod):
     name, title, parents = "cocktail", "GAN Cocktail", "rooted"
 
 
+class Distilled(MergeMethod):
+    """Adds paired distillation to a method's final stage: class i of the union is pulled towards teacher i's
+    image of the same latent, next to the adversarial loss (``cocktail/distill.py``). The teachers are the
+    parents the start was averaged from (the root and the rooted models) or, with ``distill_teachers:
+    sources``, the sources themselves."""
+
+    def teachers(self, plan) -> str:
+        return plan.distill_teachers or ("parents" if self.parents == "rooted" else "sources")
+
+    def check(self, plan):
+        super().check(plan)
+        if self.teachers(plan) == "parents" and self.parents != "rooted":
+            raise CocktailError(f"method {self.name!r} has no rooted parents to distil from; use "
+                                "distill_teachers: sources")
+        if self.teachers(plan) == "sources":
+            foreign = [ing.name for ing in plan.ingredients if ing.model is None]
+            if foreign:
+                raise CocktailError(f"distill_teachers 'sources' needs generators that take our latents; "
+                                    f"{', '.join(foreign)} are foreign samplers (use 'parents')")
+            if any(ing.model.generator.z_dim != plan.root_model.generator.z_dim for ing in plan.ingredients):
+                raise CocktailError("distill_teachers 'sources' needs every source to share the root's z_dim")
+
+    def settings(self, plan):
+        return {**super().settings(plan), "distill": {"weight": plan.distill_weight, "batch": plan.distill_batch,
+                                                      "teachers": self.teachers(plan)}}
+
+    def training(self, plan, G, D, accelerator, log, parents):
+        if self.teachers(plan) == "sources":
+            teachers = [(ing.model.generator, ing.class_index if ing.model.generator.c_dim else None)
+                        for ing in plan.ingredients]
+        else:
+            teachers = [(g, i if g.c_dim else None) for i, (g, _) in enumerate(parents)]
+        return {**super().training(plan, G, D, accelerator, log, parents),
+                "g_penalty": distillation_penalty(teachers, plan.distill_weight, plan.distill_batch)}
+
+
+@register_method
+class CocktailDistill(Distilled, Cocktail):
+    """GAN Cocktail whose merge stage also distils each class from its parent (or its source)."""
+
+    name, title = "cocktail_distill", "Cocktail + distillation"
+
+
+@register_method
+class TransferDistill(Distilled, Transfer):
+    """TransferGAN whose one stage also distils each class from its source on shared latents."""
+
+    name, title = "transfer_distill", "TransferGAN + distillation"
+
+
 @dataclass
 class Stage:
     """One training run of a merge: its name, everything that decides its result, and its folder."""
@@ -323,6 +402,8 @@ def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, pre
         return inputs
 
     settings = method.settings(plan)
+    if plan.class_percentages is not None:
+        settings = {**settings, "class_percentages": list(plan.class_percentages)}
     if method.parents is None:
         add(plan.method, root=root_fp, sources=fingerprints, kimg=plan.merge_kimg, **settings)
         return stages
@@ -331,7 +412,10 @@ def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, pre
         if method.parents == "sources":
             parents.append(fingerprints[i])
         elif method.roots(plan, i):
-            parents.append(_digest(add(f"root-{ing.name}", root=root_fp, source=fingerprints[i], kimg=plan.root_kimg)))
+            conditional = {"conditional_rooting": {"classes": len(fingerprints), "label": i}} \
+                if plan.conditional_rooting else {}
+            parents.append(_digest(add(f"root-{ing.name}", root=root_fp, source=fingerprints[i], kimg=plan.root_kimg,
+                                       **conditional)))
         else:
             parents.append(root_fp)
     add("merge", parents=parents, sources=fingerprints, kimg=plan.merge_kimg, **settings)
@@ -359,7 +443,7 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
         return plan.ingredients[i].sampler(label if label is not None else 0, num_classes, resolution,
                                            plan.truncation, device)
 
-    mixture = MixtureSource([sampler(i, label=i, num_classes=n) for i in range(n)])
+    mixture = MixtureSource([sampler(i, label=i, num_classes=n) for i in range(n)], plan.class_percentages)
     kimg, rampup, pending = {}, {}, iter(stages)
 
     def stage(G, D, source, **train_kwargs):
@@ -374,23 +458,29 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
             replacing = False
         return G, D
 
+    # Conditional rooting (the authors' way): the root extended to n classes first, source i rooted as class i.
+    root_g, root_d = (make_conditional(root.generator, root.discriminator, n, seed=seed) if plan.conditional_rooting
+                      else (root.generator, root.discriminator))
+
     def parent(i):  # the networks source i brings to the average
         if method.parents == "sources":
             return plan.ingredients[i].model.generator, plan.ingredients[i].model.discriminator
         if method.roots(plan, i):
-            return stage(copy.deepcopy(root.generator), copy.deepcopy(root.discriminator), sampler(i))
-        return root.generator, root.discriminator
+            source = sampler(i, label=i, num_classes=n) if plan.conditional_rooting else sampler(i)
+            return stage(copy.deepcopy(root_g), copy.deepcopy(root_d), source)
+        return root_g, root_d
 
     if method.parents is None:
         G, D = method.start(root.generator, root.discriminator, n, seed)
-        distances = None
+        parents = distances = None
     else:
         parents = [parent(i) for i in range(n)]
         G = average_networks([g for g, _ in parents])
         D = average_networks([d for _, d in parents])
-        G, D = make_conditional(G, D, n, seed=seed)
+        if G.c_dim == 0:
+            G, D = make_conditional(G, D, n, seed=seed)
         distances = weight_distances(plan, parents)
-    G, D = stage(G, D, mixture, class_names=names, **method.training(plan, G, D, accelerator, log))
+    G, D = stage(G, D, mixture, class_names=names, **method.training(plan, G, D, accelerator, log, parents))
 
     provenance = {
         "method": plan.method,
@@ -728,9 +818,12 @@ def weight_distances(plan: MergePlan, parents) -> dict:
 
 def plan_recipe(plan: MergePlan) -> dict:
     """The settings that decide the result, as recorded in provenance (and compared before reusing stages)."""
+    optional = {"conditional_rooting": True} if plan.conditional_rooting else {}  # recorded when not the default,
+    if plan.class_percentages is not None:  # so earlier merges' records (and their stages) stay valid
+        optional["class_percentages"] = list(plan.class_percentages)
     return {"method": plan.method, "root_kimg": plan.root_kimg, "merge_kimg": plan.merge_kimg,
             "truncation": plan.truncation, "training": deciding_training(plan.training),
-            **plan.merge_method.settings(plan)}
+            **optional, **plan.merge_method.settings(plan)}
 
 
 def load_ingredient(spec: str | Spec, name: str | None = None, token=None) -> Ingredient:

@@ -37,6 +37,8 @@ PLAN_FLAGS = {
     "freeze_d_blocks": "Freeze-D: discriminator blocks kept frozen, counted from the image side (1 = the "
                        "full-resolution block b<res>, 2 = it and b<res/2>, …); b4 with the output head always "
                        "trains, so at most log2(resolution) - 2",
+    "distill_weight": "distillation methods: weight of the paired loss |G(z, i) - teacher_i(z)|^2",
+    "distill_batch": "distillation methods: latents of the paired loss per G step",
 }
 
 
@@ -54,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=list(MERGE_METHODS), help=f"(default: {DEFAULTS['method']})")
     for flag, text in PLAN_FLAGS.items():
         p.add_argument(f"--{flag}", type=type(DEFAULTS[flag]), help=f"{text} (default: {DEFAULTS[flag]:g})")
+    p.add_argument("--conditional_rooting", action="store_true", default=None,
+                   help="root as the authors' code does: extend the root to one class per source first and root "
+                        "source i with its samples labelled i (methods that root only)")
+    p.add_argument("--class_percentages", type=float, nargs="+",
+                   help="share of each source in the final stage's mixture, in source order (default: equal)")
+    p.add_argument("--distill_teachers", choices=["parents", "sources"],
+                   help="distillation methods: pull class i towards its parent (root or rooted model) or its "
+                        "source (default: parents where the method roots, else sources)")
     p.add_argument("--output_dir", help=f"(default: {DEFAULTS['output_dir']})")
     p.add_argument("--overwrite_output_dir", action="store_true", default=None,
                    help="replace a different merge found in --output_dir (it is kept until this run's first "
@@ -77,7 +87,9 @@ def flag_layer(args) -> dict:
     """The recipe keys the command line sets explicitly."""
     return {
         "sources": args.sources or None, "names": args.names, "root": args.root, "method": args.method,
-        **{flag: getattr(args, flag) for flag in PLAN_FLAGS}, "overwrite_output_dir": args.overwrite_output_dir,
+        **{flag: getattr(args, flag) for flag in PLAN_FLAGS}, "conditional_rooting": args.conditional_rooting,
+        "class_percentages": args.class_percentages, "distill_teachers": args.distill_teachers,
+        "overwrite_output_dir": args.overwrite_output_dir,
         "output_dir": args.output_dir, "mixed_precision": args.mixed_precision, "report_to": args.report_to,
         "push_to_hub": args.push_to_hub, "hub_model_id": args.hub_model_id,
         "hub_private_repo": args.hub_private_repo, "training": training_settings(args),

@@ -1,0 +1,307 @@
+"""A comparison of merge methods on any sources: cells of (budget, variant, seed), each one merge scored
+against real images, resumable cell by cell, summarised as tables (mean ± sd over seeds) and a budget curve.
+
+A *variant* is a registered method with settings of its own (``cond=cocktail:conditional_rooting=true``), so
+an ablation is a list of variants. The *budget* is the total kimg of a merge. Under the ``total`` protocol
+every variant spends it all: a method that roots gives ``root_share`` of it to its n − 1 rooting stages and
+the rest to the merge stage, the others train their one stage for the whole budget. Under ``merge_stage``
+(the other reading of the paper's protocol) the baselines get only what the rooting methods' merge stage
+gets.
+
+``diagnose`` also scores, per class, each rooted model, the plain average of the parents before any
+fine-tuning, and the final stage's G_ema at each checkpoint: where the rooted knowledge goes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import CocktailError
+from .folder import check_class_name
+from .methods import MERGE_METHODS, STAGE_DONE, run_merge
+from .training import CHECKPOINTS_DIR
+
+EVAL_SEED = 0  # every union is scored on the same latents, so variants differ only by their weights
+PROTOCOLS = ("total", "merge_stage")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method with recipe settings of its own, under a name of its own (a column of the tables)."""
+
+    name: str
+    method: str
+    settings: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def roots(self) -> bool:
+        return MERGE_METHODS[self.method].parents == "rooted"
+
+
+def parse_variant(text: str) -> Variant:
+    """``method`` or ``name=method:key=value,key=value`` (values read as YAML: numbers, true, lists)."""
+    head, _, options = text.partition(":")
+    name, _, method = head.partition("=") if "=" in head else (head, "", head)
+    if method not in MERGE_METHODS:
+        raise CocktailError(f"variant {text!r}: unknown method {method!r}; choose one of {', '.join(MERGE_METHODS)}")
+    check_class_name(name, f"variant {text!r}")  # it names a folder
+    settings = {}
+    for item in filter(None, options.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CocktailError(f"variant {text!r}: option {item!r} is not key=value")
+        settings[key.strip()] = yaml.safe_load(value)
+    return Variant(name, method, settings)
+
+
+def stage_lengths(variant: Variant, num_sources: int, total: float, root_share: float, protocol: str) -> dict:
+    """root_kimg and merge_kimg of one variant at a total budget (see the module docstring)."""
+    rooting = total * root_share
+    if variant.roots:
+        return {"root_kimg": rooting / (num_sources - 1), "merge_kimg": total - rooting}
+    return {"root_kimg": 0.0, "merge_kimg": total if protocol == "total" else total - rooting}
+
+
+@dataclass
+class Comparison:
+    """What one comparison runs: its sources, real folders, variants, budgets, seeds and scoring."""
+
+    sources: list[str]
+    real: dict[str, str]  # class name → folder of real images
+    variants: list[Variant]
+    budgets: list[float]
+    seeds: list[int]
+    output_dir: Path
+    root_share: float = 1 / 3
+    protocol: str = "total"
+    num_samples: int = 200
+    num_real: int = 1000
+    training: dict = field(default_factory=dict)
+    diagnose: bool = False
+
+    def cells(self) -> list[tuple[float, Variant, int]]:
+        """Seeds outermost, so a stopped run has every variant of the first seeds rather than a few variants."""
+        return [(b, v, s) for s in self.seeds for b in self.budgets for v in self.variants]
+
+    def cell_folder(self, budget: float, variant: Variant, seed: int) -> Path:
+        return self.output_dir / "cells" / f"{budget:g}kimg" / variant.name / f"seed{seed}"
+
+    def check(self) -> None:
+        if len(self.sources) < 2:
+            raise CocktailError("a comparison needs at least 2 sources")
+        if self.protocol not in PROTOCOLS:
+            raise CocktailError(f"protocol must be one of {', '.join(PROTOCOLS)} (got {self.protocol!r})")
+        if not 0 < self.root_share < 1:
+            raise CocktailError(f"root_share must be in (0, 1) (got {self.root_share})")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise CocktailError(f"variant names must be unique, got {names}")
+        missing = [f"{c}={f}" for c, f in self.real.items() if not Path(f).is_dir()]
+        if missing:
+            raise CocktailError(f"real image folder(s) not found: {', '.join(missing)}")
+
+    def recipe(self, budget: float, variant: Variant, seed: int) -> dict:
+        lengths = stage_lengths(variant, len(self.sources), budget, self.root_share, self.protocol)
+        checkpointing = lengths["merge_kimg"] / 4 if self.diagnose else max(lengths["merge_kimg"] / 4, 4.0)
+        training = {**self.training, "seed": seed, "checkpointing_kimg": checkpointing, "progress": False}
+        if self.diagnose:
+            training["checkpoints_total_limit"] = None  # keep every quarter of the final stage to score it
+        return {"sources": list(self.sources), "method": variant.method, **variant.settings, **lengths,
+                "training": training, "output_dir": str(self.cell_folder(budget, variant, seed))}
+
+
+def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int, accelerator, log=print) -> dict:
+    """Train one union (resuming a stopped one), score it against the real folders, write result.json."""
+    from .metrics import evaluate_model
+    from .recipe import build_plan, resolve_recipe
+
+    folder = comparison.cell_folder(budget, variant, seed)
+    result_file = folder / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    started = time.time()
+    recipe = resolve_recipe(comparison.recipe(budget, variant, seed))
+    plan = build_plan(recipe)
+    union = run_merge(plan, folder, accelerator=accelerator, log=lambda *a: None)
+    trained = time.time() - started
+    common = dict(num_samples=comparison.num_samples, seed=EVAL_SEED, device=accelerator.device, progress=False)
+    real = evaluate_model(union, dict(comparison.real), num_real=comparison.num_real,
+                          name=f"{variant.name} {budget:g} kimg seed {seed}", **common)
+    record = {"budget": budget, "variant": variant.name, "method": variant.method, "settings": variant.settings,
+              "seed": seed, "kimg": union.provenance.get("kimg"), "train_seconds": round(trained, 1),
+              "device": str(accelerator.device), "real": real.as_dict(),
+              "weight_distances": union.provenance.get("weight_distances")}
+    if comparison.diagnose:
+        record["diagnosis"] = diagnose(comparison, plan, folder, union, common)
+    record["eval_seconds"] = round(time.time() - started - trained, 1)
+    result_file.write_text(json.dumps(record, indent=2) + "\n")
+    log(f"{budget:g} kimg {variant.name} seed {seed}: union FID vs real {real.scores['union'].fid:.2f} "
+        f"(train {trained:.0f} s, eval {record['eval_seconds']:.0f} s)")
+    return record
+
+
+def diagnose(comparison: Comparison, plan, folder: Path, union, common: dict) -> dict:
+    """Per-class FID vs real of each rooted model, of the parents' plain average, and of the final stage's
+    G_ema at each of its checkpoints."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    from .metrics import evaluate_model
+    from .union import UnionModel, average_networks, make_conditional
+
+    real = dict(comparison.real)
+    names = plan.class_names
+
+    def scores(model: UnionModel, classes: dict) -> dict:
+        evaluation = evaluate_model(model, classes, num_real=comparison.num_real, **common)
+        return {scope: s.fid for scope, s in evaluation.scores.items()}
+
+    stage_root = folder / "stages" / plan.method
+    report: dict = {"rooted": {}, "checkpoints": {}}
+    parents = []
+    for name in names:
+        done = list(stage_root.glob(f"root-{name}-*/{STAGE_DONE}"))
+        if not done:
+            parents.append((plan.root_model.generator, plan.root_model.discriminator))
+            continue
+        rooted = UnionModel.from_pretrained(done[0].parent / "model")
+        parents.append((rooted.generator, rooted.discriminator))
+        if rooted.generator.c_dim:  # conditional rooting: the rooted model draws source i as class i
+            rooted = UnionModel(rooted.generator, rooted.discriminator, names)
+            report["rooted"][name] = scores(rooted, {name: real[name]})[name]
+        else:
+            report["rooted"][name] = scores(UnionModel(rooted.generator, None, [name]), {name: real[name]})[name]
+    if plan.merge_method.parents is not None:
+        G = average_networks([g for g, _ in parents])
+        D = average_networks([d for _, d in parents])
+        if G.c_dim == 0:
+            G, D = make_conditional(G, D, len(names), seed=plan.training.seed)
+        report["average"] = scores(UnionModel(G, D, names), real)
+    final = [p for p in stage_root.glob("*") if (p / STAGE_DONE).is_file() and not p.name.startswith("root-")]
+    for checkpoint in sorted(final[0].glob(f"{CHECKPOINTS_DIR}/checkpoint-*")) if final else []:
+        G = copy.deepcopy(union.generator)
+        G.load_state_dict(load_file(str(checkpoint / "G_ema.safetensors")))
+        kimg = int(checkpoint.name.rpartition("-")[2]) / 1000
+        report["checkpoints"][f"{kimg:g}"] = scores(UnionModel(G, None, names), real)
+    return report
+
+
+def collect(comparison: Comparison) -> list[dict]:
+    """The finished cells' records."""
+    records = []
+    for budget, variant, seed in comparison.cells():
+        path = comparison.cell_folder(budget, variant, seed) / "result.json"
+        if path.is_file():
+            records.append(json.loads(path.read_text()))
+    return records
+
+
+def mean_spread(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def fid_table(comparison: Comparison, records: list[dict], scopes: list[str]) -> str:
+    """Rows: budget (× scope), columns: variants; FID vs real, mean ± sd over seeds."""
+    head = [v.name for v in comparison.variants]
+    lines = ["| budget | scope | " + " | ".join(head) + " |", "|" + " --- |" * (len(head) + 2)]
+    for budget in comparison.budgets:
+        for scope in scopes:
+            row = [mean_spread([r["real"]["scores"][scope]["fid"] for r in records
+                                if r["budget"] == budget and r["variant"] == v.name]) for v in comparison.variants]
+            lines.append(f"| {budget:g} kimg | {scope} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def report(comparison: Comparison, records: list[dict]) -> str:
+    classes = list(comparison.real)
+    lines = [
+        f"# Comparison: {' + '.join(comparison.sources)}", "",
+        f"{len(records)} of {len(comparison.cells())} cells; seeds {comparison.seeds}; protocol "
+        f"'{comparison.protocol}' (rooting share {comparison.root_share:.3g} of the total for methods that root); "
+        f"N = {comparison.num_samples} generated per class against {comparison.num_real} real per class, "
+        "union = classes pooled; FID vs real, mean ± sd over seeds (lower is better).", "",
+        "Variants: " + "; ".join(f"`{v.name}` = {v.method} {v.settings or ''}".strip() for v in comparison.variants),
+        "", "## Union FID against real images", "", fid_table(comparison, records, ["union"]), "",
+        "## Per-class FID against real images", "", fid_table(comparison, records, classes), "",
+    ]
+    diagnosed = [r for r in records if r.get("diagnosis")]
+    if diagnosed:
+        lines += ["## Diagnosis (per-class FID vs real)", "",
+                  "| budget | variant | seed | rooted models | average, before fine-tuning | final stage by kimg |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in diagnosed:
+            d = r["diagnosis"]
+            rooted = ", ".join(f"{c} {v:.1f}" for c, v in d["rooted"].items()) or "–"
+            average = ", ".join(f"{c} {v:.1f}" for c, v in d.get("average", {}).items()) or "–"
+            curve = "; ".join(f"{k}: " + ", ".join(f"{c} {v:.1f}" for c, v in s.items())
+                              for k, s in d["checkpoints"].items())
+            lines.append(f"| {r['budget']:g} | {r['variant']} | {r['seed']} | {rooted} | {average} | {curve} |")
+        lines.append("")
+    seconds = [r["train_seconds"] for r in records]
+    if seconds:
+        lines.append(f"Training wall-clock per cell: {min(seconds):.0f}–{max(seconds):.0f} s on "
+                     f"{sorted({r['device'] for r in records})}.")
+    return "\n".join(lines) + "\n"
+
+
+def budget_plot(comparison: Comparison, records: list[dict], path: Path) -> Path:
+    """Union FID vs total kimg, one line per variant, mean with sd error bars over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scopes = ["union", *comparison.real]
+    fig, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 3.6), squeeze=False)
+    for axis, scope in zip(axes[0], scopes, strict=True):
+        for variant in comparison.variants:
+            points = []
+            for budget in comparison.budgets:
+                values = [r["real"]["scores"][scope]["fid"] for r in records
+                          if r["budget"] == budget and r["variant"] == variant.name]
+                if values:
+                    points.append((budget, statistics.mean(values),
+                                   statistics.stdev(values) if len(values) > 1 else 0.0))
+            if points:
+                xs, ys, es = zip(*points, strict=True)
+                axis.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=variant.name)
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("total kimg")
+        axis.set_title(f"{scope}: FID vs real")
+    axes[0][0].set_ylabel("FID (lower is better)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_comparison(comparison: Comparison, accelerator, log=print) -> tuple[str, list[dict]]:
+    """Every cell not yet finished, then results.md, results.json and budget.png in the output folder."""
+    comparison.check()
+    comparison.output_dir.mkdir(parents=True, exist_ok=True)
+    for number, (budget, variant, seed) in enumerate(comparison.cells(), 1):
+        log(f"[{number}/{len(comparison.cells())}] {budget:g} kimg, {variant.name}, seed {seed}")
+        run_cell(comparison, budget, variant, seed, accelerator, log)
+    return write_results(comparison)
+
+
+def write_results(comparison: Comparison) -> tuple[str, list[dict]]:
+    records = collect(comparison)
+    text = report(comparison, records)
+    (comparison.output_dir / "results.md").write_text(text)
+    (comparison.output_dir / "results.json").write_text(json.dumps({"cells": records}, indent=2) + "\n")
+    if records:
+        budget_plot(comparison, records, comparison.output_dir / "budget.png")
+    return text, records
