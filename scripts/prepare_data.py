@@ -1,13 +1,16 @@
 """Prepare offline image sets for examples, evaluation and benchmarks: one folder of PNGs per class.
 
     python scripts/prepare_data.py fashion-mnist --output_dir data/fashion-mnist
+    python scripts/prepare_data.py fashion-mnist --split test --output_dir data/fashion-mnist-test
     python scripts/prepare_data.py emoji --output_dir data/emoji
 
 ``fashion-mnist`` reads Debian's ``dataset-fashion-mnist`` package (``apt-get install
 dataset-fashion-mnist``; Zalando's Fashion-MNIST, MIT licence) and writes every image of the chosen
-classes (7,000 each: the 60k training and 10k test sets together) as a 32x32 RGB PNG, the 28x28
-original centred on black like its own background: ``trouser/``, ``sneaker/``, ``bag/`` … Enough images
-per class for stable FID against real data.
+classes as a 32x32 RGB PNG, the 28x28 original centred on black like its own background: ``trouser/``,
+``sneaker/``, ``bag/`` … ``--split all`` (the default) writes 7,000 per class, the 60k training set
+followed by the 10k test set (so ``06000.png`` on are the class's test images): enough for stable FID
+against real data. ``--split train`` / ``--split test`` write one set only (6,000 / 1,000 per class), e.g.
+test images for measuring projection on images kept apart from training.
 
 ``emoji`` fetches the npm package ``emoji-datasource-google`` (Noto Emoji images, Apache-2.0) with
 ``npm pack`` and writes its 64x64 emoji, composited on white, into one folder per category:
@@ -87,11 +90,16 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def export_fashion_mnist(source_dir: Path, output_dir: Path, classes: list[str]) -> dict[str, int]:
+FASHION_MNIST_SPLITS = {"all": ("train", "t10k"), "train": ("train",), "test": ("t10k",)}
+
+
+def export_fashion_mnist(source_dir: Path, output_dir: Path, classes: list[str], split: str = "all"
+                         ) -> dict[str, int]:
     if not (source_dir / "train-images-idx3-ubyte.gz").is_file():
         sys.exit(f"error: no Fashion-MNIST files in {source_dir} (apt-get install dataset-fashion-mnist)")
-    images = np.concatenate([read_idx(source_dir / f"{split}-images-idx3-ubyte.gz") for split in ("train", "t10k")])
-    labels = np.concatenate([read_idx(source_dir / f"{split}-labels-idx1-ubyte.gz") for split in ("train", "t10k")])
+    parts = FASHION_MNIST_SPLITS[split]
+    images = np.concatenate([read_idx(source_dir / f"{part}-images-idx3-ubyte.gz") for part in parts])
+    labels = np.concatenate([read_idx(source_dir / f"{part}-labels-idx1-ubyte.gz") for part in parts])
     counts = {}
     for name in classes:
         folder = output_dir / name
@@ -111,6 +119,8 @@ def main(argv=None):
     parser.add_argument("--classes", nargs="+", help="fashion-mnist classes (default: trouser sneaker bag dress; "
                                                      f"any of {', '.join(FASHION_MNIST_CLASSES)})")
     parser.add_argument("--source_dir", type=Path, default=FASHION_MNIST_DIR, help="fashion-mnist: the IDX files")
+    parser.add_argument("--split", choices=FASHION_MNIST_SPLITS, default="all",
+                        help="fashion-mnist: the training set, the test set, or both, training first (default)")
     parser.add_argument("--categories", nargs="+", default=["smileys", "animals", "food"], choices=CATEGORIES,
                         help="emoji categories")
     parser.add_argument("--size", type=int, default=64, help="emoji image size in pixels")
@@ -122,7 +132,7 @@ def main(argv=None):
         if unknown:
             sys.exit(f"error: unknown Fashion-MNIST class(es) {', '.join(unknown)}; known: "
                      f"{', '.join(FASHION_MNIST_CLASSES)}")
-        counts = export_fashion_mnist(args.source_dir, output_dir, classes)
+        counts = export_fashion_mnist(args.source_dir, output_dir, classes, args.split)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             package = fetch_package(Path(tmp))

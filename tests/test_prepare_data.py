@@ -21,7 +21,9 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-def test_fashion_mnist_export_pads_and_splits_by_class(prepare_data, tmp_path):
+@pytest.fixture
+def idx_files(tmp_path):
+    """A tiny Fashion-MNIST: 5 training and 3 test images, and their labels."""
     rng = np.random.default_rng(0)
     source = tmp_path / "idx"
     source.mkdir()
@@ -30,7 +32,11 @@ def test_fashion_mnist_export_pads_and_splits_by_class(prepare_data, tmp_path):
     for split in images:
         write_idx(source / f"{split}-images-idx3-ubyte.gz", images[split])
         write_idx(source / f"{split}-labels-idx1-ubyte.gz", labels[split])
+    return source, images
 
+
+def test_fashion_mnist_export_pads_and_splits_by_class(prepare_data, idx_files, tmp_path):
+    source, images = idx_files
     counts = prepare_data.export_fashion_mnist(source, tmp_path / "out", ["trouser", "bag"])
 
     assert counts == {"trouser": 3, "bag": 2}
@@ -41,3 +47,12 @@ def test_fashion_mnist_export_pads_and_splits_by_class(prepare_data, tmp_path):
     assert first[:2].max() == 0 and first[:, 30:].max() == 0  # on black, like its own background
     last = np.asarray(Image.open(trousers[-1]))[2:30, 2:30, 0]
     np.testing.assert_array_equal(last, images["t10k"][1])  # the test split follows the training split
+
+
+def test_the_test_split_alone_holds_only_the_test_images(prepare_data, idx_files, tmp_path):
+    source, images = idx_files
+    counts = prepare_data.export_fashion_mnist(source, tmp_path / "test", ["trouser", "bag"], split="test")
+    assert counts == {"trouser": 1, "bag": 1}
+    trouser = np.asarray(Image.open(tmp_path / "test" / "trouser" / "00000.png"))[2:30, 2:30, 0]
+    np.testing.assert_array_equal(trouser, images["t10k"][1])
+    assert prepare_data.export_fashion_mnist(source, tmp_path / "train", ["trouser"], split="train") == {"trouser": 2}
