@@ -5,17 +5,21 @@
 
 ``DemoHandlers`` does what each tab asks, with plain values in and out (no server needed, so tests call it
 directly); one small builder per tab lays out its widgets and wires its events to those handlers; ``build_demo``
-composes the tabs. Sampling and editing themselves live in ``cocktail.union`` and ``cocktail.editing``.
+composes the tabs. Sampling, editing and projection themselves live in ``cocktail.union``, ``cocktail.editing``
+and ``cocktail.projection``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
+import math
 import os
 import random
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -28,10 +32,11 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from cocktail import editing
-from cocktail.assets import DEFAULT_UNION
+from cocktail import editing, projection
+from cocktail.assets import DEFAULT_UNION, real_examples
 from cocktail.errors import CocktailError, run_script
 from cocktail.folder import SAMPLES_FILE
+from cocktail.images import to_pil
 from cocktail.specs import parse
 from cocktail.union import UnionModel
 
@@ -40,6 +45,12 @@ MAX_STEPS = 16
 MIN_PSI, MAX_PSI = 0.0, 1.5
 MAX_STRENGTH = 10.0
 NUM_DIRECTIONS = 10
+# Your image: optimisation steps allowed and offered, how many times a run shows its progress, and the strengths
+# (in σ) of the strip along a direction.
+MAX_PROJECTION_STEPS = 1000
+PROJECTION_STEPS = 200
+PROJECTION_UPDATES = 20
+DIRECTION_STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 # A crowd waits in line up to this many requests (a few KB each); beyond that, visitors are told the demo
 # is busy and to try again, instead of piling onto the model.
 QUEUE_SIZE = 256
@@ -63,7 +74,17 @@ except (ImportError, AttributeError):  # not installed, or only this repo's `spa
 
 
 def _user_errors(fn):
-    """Turn expected errors into `gr.Error`, which the browser and API clients show as a readable message."""
+    """Turn expected errors into `gr.Error`, which the browser and API clients show as a readable message
+    (for a streaming handler too: its errors come while it is iterated)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args):
+            try:
+                yield from fn(*args)
+            except CocktailError as err:
+                raise gr.Error(str(err)) from None
+        return streaming
+
     @functools.wraps(fn)
     def wrapper(*args):
         try:
@@ -73,18 +94,20 @@ def _user_errors(fn):
     return wrapper
 
 
+def _stamped(image, caption, request):
+    """A copy of the image whose PNG carries a text chunk unique to this response (see ``_gallery``)."""
+    image = image.copy()
+    image.info = {"Description": f"GAN Cocktail: {caption}", "Request": request}
+    return image
+
+
 def _gallery(images, captions):
     """Gallery items whose PNGs differ per response: gradio caches an image under the hash of its bytes and
     rewrites that file in place, so two visitors asking for the same seeds at once would share one file,
     and one would download it while it is being rewritten (a connection closed mid-response). A unique
     text chunk (which also says what the image is) gives each response its own files."""
     request = uuid.uuid4().hex[:12]
-    stamped = []
-    for image, caption in zip(images, captions, strict=True):
-        image = image.copy()
-        image.info = {"Description": f"GAN Cocktail: {caption}", "Request": request}
-        stamped.append((image, caption))
-    return stamped
+    return [(_stamped(image, caption, request), caption) for image, caption in zip(images, captions, strict=True)]
 
 
 def model_summary(model: UnionModel) -> str:
@@ -102,15 +125,24 @@ class DemoHandlers:
     error (a bad seed, an unknown class) comes out as `gr.Error` with a readable message. What every visitor
     shares (the PCA of W, the loaded source models) is computed once, under a lock.
     ``from_hub``: the model is someone else's, so Compare only fetches Hub sources at their recorded commit.
+    ``projection_distance``: what Your image minimises (``projection.DISTANCES``); by default the Inception
+    distance where the evaluation extras are installed, else pixel MSE.
     """
 
-    def __init__(self, model: UnionModel, from_hub: bool = False):
+    def __init__(self, model: UnionModel, from_hub: bool = False, projection_distance: str | None = None):
         self.model = model
         self.from_hub = from_hub
+        self.projection_distance = projection_distance
         self.classes = model.class_names
         self.num_ws = model.generator.num_ws
         self.num_directions = min(NUM_DIRECTIONS, model.generator.w_dim)
-        self._animations = tempfile.TemporaryDirectory(prefix="gan-cocktail-")  # removed with the handlers
+        # Animations and example images, removed with the handlers.
+        self._files = tempfile.TemporaryDirectory(prefix="gan-cocktail-")
+        # The shipped real images of this model's classes, copied where gradio serves example files from.
+        self.examples = {}
+        for name, path in real_examples().items():
+            if name in self.classes:
+                self.examples[name] = Path(shutil.copy2(path, Path(self._files.name) / path.name))
         self._cache: dict[str, object] = {}
         self._cache_lock = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-sources")
@@ -166,7 +198,7 @@ class DemoHandlers:
         frames = editing.interpolate(self.model, a, b, steps, truncation=psi)
         # Named by its parameters: a repeated request rewrites the same small file instead of adding one.
         name = f"{self.classes.index(a[0])}-{a[1]}_{self.classes.index(b[0])}-{b[1]}_{steps}_{psi:g}.{fmt}"
-        path = Path(self._animations.name) / name
+        path = Path(self._files.name) / name
         staging = editing.save_animation(frames, path.with_name(f".{uuid.uuid4().hex}.{fmt}"))
         os.replace(staging, path)  # whole: a visitor downloading the previous copy never reads a partial one
         captions = [f"{i / (steps - 1):.2f}" for i in range(steps)]
@@ -206,6 +238,81 @@ class DemoHandlers:
         notes = [f"- {s.note}" for s in sources if s.note]
         note = "Sources not available here, so skipped:\n" + "\n".join(notes) if notes else ""
         return items, note
+
+    def _distance(self) -> projection.Distance:
+        """The projection distance, loaded once (the Inception file is 87 MB)."""
+        def load():
+            if self.projection_distance is not None:
+                return projection.make_distance(self.projection_distance, self.model)
+            try:
+                return projection.make_distance("inception", self.model)
+            except CocktailError:  # the evaluation extras are not installed here
+                return projection.PixelDistance()
+        return self.cached("projection distance", load)
+
+    def _latents(self) -> projection.ClassLatents:
+        return self.cached("class latents", lambda: projection.class_latents(self.model))
+
+    @_user_errors
+    def project(self, path, class_name, steps, space, direction):
+        """Stream (the image as the model sees it, the reconstruction so far, a status line, [], [], None) while
+        projecting, then the projection in every class, along a direction, and the projection itself."""
+        if not path:
+            raise CocktailError("upload an image, or pick one of the examples")
+        name = self._class(class_name)
+        steps = editing.check_range("steps", steps, 1, MAX_PROJECTION_STEPS, integer=True)
+        if space not in projection.SPACES:
+            raise CocktailError(f"latent space must be one of {', '.join(projection.SPACES)}, got {space!r}")
+        direction = editing.check_range("direction", direction, 0, self.num_directions - 1, integer=True)
+        generator, latents = self.model.generator, self._latents()
+        target = projection.read_image(path, generator.img_resolution, generator.img_channels,
+                                       projection.background_colour(self.model, name, latents))
+        request = uuid.uuid4().hex[:12]
+        seen = _stamped(to_image(target), "your image", request)
+        distance = self._distance()
+        projector = projection.Projector(self.model, target[None], name, steps=steps, space=space,
+                                         distance=distance, latents=latents)
+        started = time.monotonic()
+        every = max(1, math.ceil(steps / PROJECTION_UPDATES))
+        yield seen, None, f"projecting into **{name}** …", [], [], None
+        for step in projector.run():
+            if step.step % every == 0 and step.step < steps:
+                status = (f"step {step.step} / {steps} · distance {step.distance[0]:.4f} · "
+                          f"{time.monotonic() - started:.1f} s")
+                yield (gr.skip(), _stamped(to_image(projector.images[0]), "projection", request), status,
+                       gr.skip(), gr.skip(), None)
+        result = projector.results()[0]
+        renderings = projection.render_classes(self.model, result, latents)
+        carried = "its z with each class input" if space == "z" else f"w − mean w of {name} + mean w of the class"
+        status = (f"Projected into **{name}** in {time.monotonic() - started:.1f} s ({steps} steps, {space}, "
+                  f"{distance.name} distance): PSNR {result.psnr:.1f} dB. Below, the same latent in every class "
+                  f"({carried}), and along a direction.")
+        yield (seen, _stamped(result.image, "projection", request), status,  # whole, for API clients
+               _gallery(list(renderings.values()), [f"as {c}" for c in renderings]),
+               self._direction_strip(result, direction), result)
+
+    def _direction_strip(self, result, index):
+        found = self.cached("directions",
+                            lambda: editing.pca_directions(self.model, num_components=self.num_directions))
+        images, captions = [], []
+        for name in self.classes:
+            images += projection.along_direction(self.model, result, name, found, index, DIRECTION_STRENGTHS,
+                                                 self._latents())
+            captions += [f"{name} · PC{index} {s:+g}σ" for s in DIRECTION_STRENGTHS]
+        return _gallery(images, captions)
+
+    @_user_errors
+    def projection_direction(self, result, index):
+        """The last projection (from the session's state) along another direction."""
+        if result is None:
+            raise CocktailError("project an image first")
+        index = editing.check_range("direction", index, 0, self.num_directions - 1, integer=True)
+        return self._direction_strip(result, index)
+
+
+def to_image(image):
+    """One image [C, H, W] in [-1, 1] → PIL."""
+    return to_pil(image[None])[0]
 
 
 def psi_slider():
@@ -312,6 +419,39 @@ def compare_tab(handlers: DemoHandlers):
     button.click(gpu(handlers.compare), [seed, psi], [images, note], api_name="compare")
 
 
+def your_image_tab(handlers: DemoHandlers):
+    """Upload an image (or pick a shipped real one), watch it being projected, see it in every class."""
+    classes = handlers.classes
+    with gr.Tab("Your image"):
+        resolution = handlers.model.generator.img_resolution
+        gr.Markdown("Project a real image into one class of the union, then draw the same latent as every "
+                    "other class and along a PCA direction. Grey, 16-bit and transparent images are converted; "
+                    f"the image is centre-cropped to a square and resized to {resolution} px.")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="your image", file_types=["image"], type="filepath")
+                class_name = gr.Dropdown(classes, value=classes[0], label="the class it shows")
+                with gr.Row():
+                    steps = gr.Slider(10, MAX_PROJECTION_STEPS, value=PROJECTION_STEPS, step=10, label="steps")
+                    space = gr.Radio(list(projection.SPACES), value="w", label="latent space",
+                                     info="w: one w; w+: one per layer (closer, carries less); z: the class input")
+                direction = gr.Slider(0, handlers.num_directions - 1, value=0, step=1,
+                                      label="direction (principal component)")
+                button = gr.Button("Project", variant="primary")
+            seen = gr.Image(label="as the model sees it", interactive=False, height=192, format="png")
+            reconstruction = gr.Image(label="projection", interactive=False, height=192, format="png")
+        status = gr.Markdown()
+        if handlers.examples:
+            gr.Examples([[str(path), name] for name, path in handlers.examples.items()], [upload, class_name],
+                        label="or one of these real test images")
+        renderings = gallery("in every class", columns=max(len(classes), 2))
+        strip = gallery("along the direction", columns=len(DIRECTION_STRENGTHS))
+        result = gr.State()
+    button.click(gpu(handlers.project), [upload, class_name, steps, space, direction],
+                 [seen, reconstruction, status, renderings, strip, result], api_name="project")
+    direction.release(gpu(handlers.projection_direction), [result, direction], strip, api_visibility="private")
+
+
 def model_info_tab(model: UnionModel, model_card: str | None, samples):
     with gr.Tab("Model info"):
         gr.Markdown(model_card or model_summary(model))
@@ -324,13 +464,14 @@ def model_info_tab(model: UnionModel, model_card: str | None, samples):
 
 
 def build_demo(model: UnionModel, model_card: str | None = None, samples=None, from_hub: bool = False,
-               queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+               queue_size: int = QUEUE_SIZE, projection_distance: str | None = None) -> gr.Blocks:
     """The demo's UI for one union model; the caller launches it (tests launch it on a tiny model).
 
     ``model_card`` is the card's markdown (without front matter), ``samples`` its sample grid (PIL).
     ``from_hub``: the model is someone else's, so Compare only fetches Hub sources at their recorded commit.
+    ``projection_distance``: see ``DemoHandlers``.
     """
-    handlers = DemoHandlers(model, from_hub)
+    handlers = DemoHandlers(model, from_hub, projection_distance)
     # Every response has its own image files (see _gallery): every 15 minutes, those older than 30 go.
     with gr.Blocks(title="GAN Cocktail", delete_cache=(900, 1800)) as demo:
         gr.Markdown("# GAN Cocktail\nOne class-conditional GAN merged from several single-domain GANs. "
@@ -341,6 +482,7 @@ def build_demo(model: UnionModel, model_card: str | None = None, samples=None, f
         interpolation_tab(handlers)
         directions_tab(handlers)
         compare_tab(handlers)
+        your_image_tab(handlers)
         model_info_tab(model, model_card, samples)
     demo.queue(max_size=queue_size)  # beyond it: gradio's "Queue is full! Please try again." (never a drop)
     return demo
@@ -389,7 +531,8 @@ def main(argv=None):
     model, card, samples = load_model(args.model, device)
     print(f"serving {args.model} ({', '.join(model.class_names)}) on {device}", flush=True)
     demo = build_demo(model, card, samples, from_hub=from_the_hub(args.model))
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=projection.MAX_IMAGE_BYTES)  # larger uploads are refused before they are stored
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from .errors import CocktailError
 ASSETS_DIR = Path(__file__).parent / "assets"
 PREFIX = "example:"
 DEFAULT_UNION = f"{PREFIX}union"
+REAL_EXAMPLES_DIR = ASSETS_DIR / "examples_real"  # one small real image per class of the default union
 
 
 def is_example(spec) -> bool:
@@ -31,3 +32,8 @@ def example_path(spec: str) -> Path:
 
 def example_names() -> list[str]:
     return sorted(f"{PREFIX}{p.name}" for p in ASSETS_DIR.iterdir() if (p / "generator").is_dir())
+
+
+def real_examples() -> dict[str, Path]:
+    """Class name → the shipped real image of that class (to try projection without an image of one's own)."""
+    return {path.stem: path for path in sorted(REAL_EXAMPLES_DIR.glob("*.png"))}

@@ -362,8 +362,8 @@ class Projection:
 def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
     """PSNR in dB of images against targets in [-1, 1], after rounding both to 8 bits (averaged over images
     when given a batch)."""
-    a = ((images.float().clamp(-1, 1) + 1) * 127.5).round()
-    b = ((targets.float().clamp(-1, 1) + 1) * 127.5).round()
+    a = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    b = ((targets.detach().float().clamp(-1, 1) + 1) * 127.5).round()
     mse = (a - b).square().flatten(1 if a.ndim == 4 else 0).mean(-1).clamp_min(1e-10)
     return float((10 * torch.log10(255**2 / mse)).mean())
 

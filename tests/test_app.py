@@ -20,7 +20,7 @@ from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from gradio_client import Client  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from test_editing import tiny_union  # noqa: E402
 
@@ -91,7 +91,8 @@ def served(app, tmp_path_factory):
         "method": "cocktail", "metrics": {"fid_union": 12.5},
         "sources": [{"name": "cat", "spec": str(folder / "cat")}, {"name": "dog", "spec": "example:gone"}],
     })
-    demo = app.build_demo(model, model_card="# Tiny union card", samples=model.sample_grid(seeds_per_class=2))
+    demo = app.build_demo(model, model_card="# Tiny union card", samples=model.sample_grid(seeds_per_class=2),
+                          projection_distance="mse")
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False,
@@ -112,7 +113,7 @@ def assert_same_images(a, b):
 def test_api_has_one_named_endpoint_per_feature(served):
     endpoints = served.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/generate", "/random_seeds", "/style_mix", "/interpolate", "/directions",
-                              "/compare"}
+                              "/compare", "/project"}
 
 
 def test_queue_is_bounded_and_no_extra_paths_are_served(served, app):
@@ -169,6 +170,27 @@ def test_compare_shows_union_and_available_sources_and_notes_the_rest(served):
                                              "union · dog · seed 11"]
     assert_same_images([items[1]["image"]], served.source.sample(0, [11], 0.8))
     assert "dog" in note and "example:gone" in note
+
+
+def test_project_takes_an_uploaded_file_and_returns_every_class(served, tmp_path):
+    target = served.model.sample("dog", [5], truncation=0.7)[0]
+    target.save(tmp_path / "dog.png")
+    seen, reconstruction, status, renderings, strip = served.client.predict(
+        handle_file(str(tmp_path / "dog.png")), "dog", 60, "w+", 2, api_name="/project")
+    assert_same_images([seen], [target])
+    assert status.startswith("Projected into **dog** in ") and "60 steps, w+, mse distance" in status
+    assert [i["caption"] for i in renderings] == ["as cat", "as dog", "as car"]
+    assert_same_images([renderings[1]["image"]], [reconstruction])
+    assert len(strip) == 15 and strip[0]["caption"] == "cat · PC2 -2σ"
+    psnr = 10 * np.log10(255**2 / np.square(pixels([reconstruction]) - pixels([target])).mean())
+    assert psnr > 20  # an image the union drew, found again through the API (its class's mean w: 11 dB)
+
+
+def test_project_refuses_a_file_that_is_not_an_image(served, tmp_path):
+    (tmp_path / "fake.png").write_text("not a picture")
+    with pytest.raises(AppError) as info:
+        served.client.predict(handle_file(str(tmp_path / "fake.png")), "cat", 10, "w", 0, api_name="/project")
+    assert "fake.png: not an image this program can read" in str(info.value)
 
 
 def crowd(url, clients, args, api_name="/generate"):
@@ -314,7 +336,8 @@ def test_generation_is_wrapped_for_zerogpu_when_spaces_is_installed(monkeypatch)
     monkeypatch.setitem(sys.modules, "spaces", fake_spaces)
     zero_app = load_app("app_on_zerogpu")
     zero_app.build_demo(tiny_union())
-    assert sorted(wrapped) == ["compare", "directions", "generate", "interpolate", "style_mix"]
+    assert sorted(wrapped) == ["compare", "directions", "generate", "interpolate", "project", "projection_direction",
+                               "style_mix"]
 
 
 def test_load_model_reads_a_folder_with_its_card_and_samples(app, tmp_path, capsys):

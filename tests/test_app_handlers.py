@@ -11,6 +11,7 @@ from test_editing import assert_same_images, pixels, tiny_union
 
 from cocktail import editing
 from cocktail.assets import DEFAULT_UNION
+from cocktail.errors import CocktailError
 from cocktail.union import UnionModel
 
 
@@ -127,3 +128,105 @@ def test_bad_input_raises_a_readable_gradio_error(handlers, method, args, messag
     with pytest.raises(gr.Error) as info:
         getattr(handlers, method)(*args)
     assert message in info.value.message and "Traceback" not in info.value.message
+
+
+# -- Your image ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def union_handlers(app):
+    """Handlers over the shipped union, projecting with pixel MSE (fast; the Inception default is tested apart)."""
+    return app.DemoHandlers(UnionModel.from_pretrained(DEFAULT_UNION, load_discriminator=False),
+                            projection_distance="mse")
+
+
+def test_each_class_of_the_shipped_union_has_a_real_example(union_handlers):
+    assert list(union_handlers.examples) == sorted(union_handlers.classes)
+    for name, path in union_handlers.examples.items():
+        assert path.name == f"{name}.png" and path.stat().st_size < 4096
+
+
+def test_project_streams_its_progress_then_shows_every_class_and_a_direction(union_handlers):
+    outputs = list(union_handlers.project(str(union_handlers.examples["sneaker"]), "sneaker", 40, "w", 1))
+    seen, reconstruction, status, renderings, strip, result = outputs[0]
+    assert seen.size == (32, 32) and reconstruction is None and renderings == strip == [] and result is None
+    assert status == "projecting into **sneaker** …"
+    progress = outputs[1:-1]  # every 2 steps of 40, the last one excepted
+    assert [p[2].split(" · ")[0] for p in progress] == [f"step {s} / 40" for s in range(2, 40, 2)]
+    distances = [float(p[2].split("distance ")[1].split(" ")[0]) for p in progress]
+    assert distances[-1] < 0.5 * distances[0]
+    assert all(p[0] == gr.skip() and p[1].size == (32, 32) for p in progress)  # the input is shown once
+    _, reconstruction, status, renderings, strip, result = outputs[-1]
+    assert status.startswith("Projected into **sneaker**") and f"PSNR {result.psnr:.1f} dB" in status
+    assert result.psnr > 17  # a real sneaker, 40 steps: recognisably the same image
+    images, captions = images_and_captions(renderings)
+    assert captions == ["as trouser", "as sneaker", "as bag"]
+    assert_same_images(images[1:2], [result.image])
+    assert_same_images([reconstruction], [result.image])
+    assert images_and_captions(strip)[1] == [f"{c} · PC1 {s:+g}σ" for c in ("trouser", "sneaker", "bag")
+                                             for s in (-2, -1, 0, 1, 2)]
+    assert_same_images(images_and_captions(strip)[0][7:8], [result.image])  # the sneaker row's 0σ
+    other = images_and_captions(union_handlers.projection_direction(result, 0))[0]
+    assert np.abs(pixels(other) - pixels(images_and_captions(strip)[0])).mean() > 1
+
+
+def write_upload(path, kind):
+    """An upload of one awkward kind: a file the demo must convert or refuse."""
+    if kind == "grey 16-bit":
+        wide = np.zeros([40, 40], np.uint16)
+        wide[8:32, 12:28] = 40000
+        Image.fromarray(wide).save(path)
+    elif kind == "transparent":
+        rgba = np.zeros([64, 64, 4], np.uint8)
+        rgba[16:48, 24:40] = (230, 230, 230, 255)  # a bright object; everything else see-through white
+        rgba[rgba[..., 3] == 0] = (255, 255, 255, 0)
+        Image.fromarray(rgba, "RGBA").save(path)
+    elif kind == "float":
+        Image.fromarray(np.ones([8, 8], np.float32), "F").save(path, format="TIFF")
+    elif kind == "huge":
+        Image.new("1", (8000, 4000)).save(path, format="PNG")
+    elif kind == "text":
+        path.write_text("a shopping list, not a picture")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["grey 16-bit", "transparent"])
+def test_awkward_uploads_are_converted_to_what_the_model_draws(union_handlers, tmp_path, kind):
+    outputs = list(union_handlers.project(write_upload(tmp_path / "upload.png", kind), "trouser", 10, "w", 0))
+    seen = np.asarray(outputs[0][0], dtype=np.int16)
+    assert seen.shape == (32, 32, 3)
+    assert seen[0, 0].max() < 30  # the background is the union's black, not white or transparent
+    assert seen[16, 16].min() > 150  # the object keeps its brightness (16-bit is scaled, not clipped to white)
+    assert outputs[-1][2].startswith("Projected into **trouser**")
+
+
+@pytest.mark.parametrize("kind, args, message", [
+    (None, ("bag", 10, "w", 0), "upload an image, or pick one of the examples"),
+    ("text", ("bag", 10, "w", 0), "upload.png: not an image this program can read"),
+    ("float", ("bag", 10, "w", 0), "floating-point pixels"),
+    ("huge", ("bag", 10, "w", 0), "8000 × 4000 pixels; images up to 25 megapixels"),
+    ("grey 16-bit", ("hat", 10, "w", 0), "unknown class 'hat'"),
+    ("grey 16-bit", ("bag", 0, "w", 0), "steps must be an integer between 1 and 1000"),
+    ("grey 16-bit", ("bag", 10, "s", 0), "latent space must be one of w, w+, z"),
+    ("grey 16-bit", ("bag", 10, "w", 12), "direction must be an integer between 0 and 9"),
+])
+def test_bad_uploads_and_settings_get_a_readable_error(union_handlers, tmp_path, kind, args, message):
+    path = write_upload(tmp_path / "upload.png", kind) if kind else None
+    with pytest.raises(gr.Error) as info:
+        list(union_handlers.project(path, *args))
+    assert message in info.value.message and "Traceback" not in info.value.message
+    with pytest.raises(gr.Error, match="project an image first"):
+        union_handlers.projection_direction(None, 0)
+
+
+def test_the_demo_projects_with_pixels_where_inception_is_not_installed(app, monkeypatch):
+    def no_inception(name, union):
+        raise CocktailError("the Inception network for FID/KID is not installed")
+
+    monkeypatch.setattr(app.projection, "make_distance", no_inception)
+    assert app.DemoHandlers(tiny_union())._distance().name == "mse"
+
+
+@pytest.mark.slow
+def test_the_demo_projects_with_inception_where_it_is_installed(app):
+    assert app.DemoHandlers(tiny_union())._distance().name == "inception"
