@@ -94,20 +94,18 @@ def _user_errors(fn):
     return wrapper
 
 
-def _stamped(image, caption, request):
-    """A copy of the image whose PNG carries a text chunk unique to this response (see ``_gallery``)."""
-    image = image.copy()
-    image.info = {"Description": f"GAN Cocktail: {caption}", "Request": request}
-    return image
-
-
 def _gallery(images, captions):
     """Gallery items whose PNGs differ per response: gradio caches an image under the hash of its bytes and
     rewrites that file in place, so two visitors asking for the same seeds at once would share one file,
     and one would download it while it is being rewritten (a connection closed mid-response). A unique
     text chunk (which also says what the image is) gives each response its own files."""
     request = uuid.uuid4().hex[:12]
-    return [(_stamped(image, caption, request), caption) for image, caption in zip(images, captions, strict=True)]
+    stamped = []
+    for image, caption in zip(images, captions, strict=True):
+        image = image.copy()
+        image.info = {"Description": f"GAN Cocktail: {caption}", "Request": request}
+        stamped.append((image, caption))
+    return stamped
 
 
 def model_summary(model: UnionModel) -> str:
@@ -255,7 +253,7 @@ class DemoHandlers:
 
     @_user_errors
     def project(self, path, class_name, steps, space, direction):
-        """Stream (the image as the model sees it, the reconstruction so far, a status line, [], [], None) while
+        """Stream ([the image as the model sees it, the projection so far], a status line, [], [], None) while
         projecting, then the projection in every class, along a direction, and the projection itself."""
         if not path:
             raise CocktailError("upload an image, or pick one of the examples")
@@ -267,27 +265,26 @@ class DemoHandlers:
         generator, latents = self.model.generator, self._latents()
         target = projection.read_image(path, generator.img_resolution, generator.img_channels,
                                        projection.background_colour(self.model, name, latents))
-        request = uuid.uuid4().hex[:12]
-        seen = _stamped(to_image(target), "your image", request)
+        seen = to_image(target)
         distance = self._distance()
         projector = projection.Projector(self.model, target[None], name, steps=steps, space=space,
                                          distance=distance, latents=latents)
         started = time.monotonic()
         every = max(1, math.ceil(steps / PROJECTION_UPDATES))
-        yield seen, None, f"projecting into **{name}** …", [], [], None
+        yield _gallery([seen], ["your image"]), f"projecting into **{name}** …", [], [], None
         for step in projector.run():
             if step.step % every == 0 and step.step < steps:
                 status = (f"step {step.step} / {steps} · distance {step.distance[0]:.4f} · "
                           f"{time.monotonic() - started:.1f} s")
-                yield (gr.skip(), _stamped(to_image(projector.images[0]), "projection", request), status,
-                       gr.skip(), gr.skip(), None)
+                pair = _gallery([seen, to_image(projector.images[0])], ["your image", f"step {step.step}"])
+                yield pair, status, gr.skip(), gr.skip(), None
         result = projector.results()[0]
         renderings = projection.render_classes(self.model, result, latents)
         carried = "its z with each class input" if space == "z" else f"w − mean w of {name} + mean w of the class"
         status = (f"Projected into **{name}** in {time.monotonic() - started:.1f} s ({steps} steps, {space}, "
                   f"{distance.name} distance): PSNR {result.psnr:.1f} dB. Below, the same latent in every class "
                   f"({carried}), and along a direction.")
-        yield (seen, _stamped(result.image, "projection", request), status,  # whole, for API clients
+        yield (_gallery([seen, result.image], ["your image", "projection"]), status,
                _gallery(list(renderings.values()), [f"as {c}" for c in renderings]),
                self._direction_strip(result, direction), result)
 
@@ -422,7 +419,7 @@ def compare_tab(handlers: DemoHandlers):
 def your_image_tab(handlers: DemoHandlers):
     """Upload an image (or pick a shipped real one), watch it being projected, see it in every class."""
     classes = handlers.classes
-    with gr.Tab("Your image"):
+    with gr.Tab("Your image", elem_id="your-image"):
         resolution = handlers.model.generator.img_resolution
         gr.Markdown("Project a real image into one class of the union, then draw the same latent as every "
                     "other class and along a PCA direction. Grey, 16-bit and transparent images are converted; "
@@ -438,8 +435,7 @@ def your_image_tab(handlers: DemoHandlers):
                 direction = gr.Slider(0, handlers.num_directions - 1, value=0, step=1,
                                       label="direction (principal component)")
                 button = gr.Button("Project", variant="primary")
-            seen = gr.Image(label="as the model sees it", interactive=False, height=192, format="png")
-            reconstruction = gr.Image(label="projection", interactive=False, height=192, format="png")
+            pair = gallery("as the model sees it · projection", columns=2)
         status = gr.Markdown()
         if handlers.examples:
             gr.Examples([[str(path), name] for name, path in handlers.examples.items()], [upload, class_name],
@@ -448,7 +444,7 @@ def your_image_tab(handlers: DemoHandlers):
         strip = gallery("along the direction", columns=len(DIRECTION_STRENGTHS))
         result = gr.State()
     button.click(gpu(handlers.project), [upload, class_name, steps, space, direction],
-                 [seen, reconstruction, status, renderings, strip, result], api_name="project")
+                 [pair, status, renderings, strip, result], api_name="project")
     direction.release(gpu(handlers.projection_direction), [result, direction], strip, api_visibility="private")
 
 

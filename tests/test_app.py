@@ -175,8 +175,10 @@ def test_compare_shows_union_and_available_sources_and_notes_the_rest(served):
 def test_project_takes_an_uploaded_file_and_returns_every_class(served, tmp_path):
     target = served.model.sample("dog", [5], truncation=0.7)[0]
     target.save(tmp_path / "dog.png")
-    seen, reconstruction, status, renderings, strip = served.client.predict(
+    pair, status, renderings, strip = served.client.predict(
         handle_file(str(tmp_path / "dog.png")), "dog", 60, "w+", 2, api_name="/project")
+    assert [i["caption"] for i in pair] == ["your image", "projection"]
+    seen, reconstruction = (i["image"] for i in pair)
     assert_same_images([seen], [target])
     assert status.startswith("Projected into **dog** in ") and "60 steps, w+, mse distance" in status
     assert [i["caption"] for i in renderings] == ["as cat", "as dog", "as car"]

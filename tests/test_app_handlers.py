@@ -148,21 +148,25 @@ def test_each_class_of_the_shipped_union_has_a_real_example(union_handlers):
 
 def test_project_streams_its_progress_then_shows_every_class_and_a_direction(union_handlers):
     outputs = list(union_handlers.project(str(union_handlers.examples["sneaker"]), "sneaker", 40, "w", 1))
-    seen, reconstruction, status, renderings, strip, result = outputs[0]
-    assert seen.size == (32, 32) and reconstruction is None and renderings == strip == [] and result is None
-    assert status == "projecting into **sneaker** …"
+    pair, status, renderings, strip, result = outputs[0]
+    (seen,), captions = images_and_captions(pair)
+    assert captions == ["your image"] and seen.size == (32, 32)
+    assert status == "projecting into **sneaker** …" and renderings == strip == [] and result is None
     progress = outputs[1:-1]  # every 2 steps of 40, the last one excepted
-    assert [p[2].split(" · ")[0] for p in progress] == [f"step {s} / 40" for s in range(2, 40, 2)]
-    distances = [float(p[2].split("distance ")[1].split(" ")[0]) for p in progress]
+    assert [p[1].split(" · ")[0] for p in progress] == [f"step {s} / 40" for s in range(2, 40, 2)]
+    assert [images_and_captions(p[0])[1] for p in progress] == [["your image", f"step {s}"] for s in range(2, 40, 2)]
+    distances = [float(p[1].split("distance ")[1].split(" ")[0]) for p in progress]
     assert distances[-1] < 0.5 * distances[0]
-    assert all(p[0] == gr.skip() and p[1].size == (32, 32) for p in progress)  # the input is shown once
-    _, reconstruction, status, renderings, strip, result = outputs[-1]
+    assert all(p[2] == p[3] == gr.skip() for p in progress)  # the galleries below wait for the result
+    pair, status, renderings, strip, result = outputs[-1]
     assert status.startswith("Projected into **sneaker**") and f"PSNR {result.psnr:.1f} dB" in status
     assert result.psnr > 17  # a real sneaker, 40 steps: recognisably the same image
+    (seen_again, reconstruction), captions = images_and_captions(pair)
+    assert captions == ["your image", "projection"]
+    assert_same_images([seen_again, reconstruction], [seen, result.image])
     images, captions = images_and_captions(renderings)
     assert captions == ["as trouser", "as sneaker", "as bag"]
     assert_same_images(images[1:2], [result.image])
-    assert_same_images([reconstruction], [result.image])
     assert images_and_captions(strip)[1] == [f"{c} · PC1 {s:+g}σ" for c in ("trouser", "sneaker", "bag")
                                              for s in (-2, -1, 0, 1, 2)]
     assert_same_images(images_and_captions(strip)[0][7:8], [result.image])  # the sneaker row's 0σ
@@ -193,11 +197,11 @@ def write_upload(path, kind):
 @pytest.mark.parametrize("kind", ["grey 16-bit", "transparent"])
 def test_awkward_uploads_are_converted_to_what_the_model_draws(union_handlers, tmp_path, kind):
     outputs = list(union_handlers.project(write_upload(tmp_path / "upload.png", kind), "trouser", 10, "w", 0))
-    seen = np.asarray(outputs[0][0], dtype=np.int16)
+    seen = np.asarray(images_and_captions(outputs[0][0])[0][0], dtype=np.int16)
     assert seen.shape == (32, 32, 3)
     assert seen[0, 0].max() < 30  # the background is the union's black, not white or transparent
     assert seen[16, 16].min() > 150  # the object keeps its brightness (16-bit is scaled, not clipped to white)
-    assert outputs[-1][2].startswith("Projected into **trouser**")
+    assert outputs[-1][1].startswith("Projected into **trouser**")
 
 
 @pytest.mark.parametrize("kind, args, message", [
