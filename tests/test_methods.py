@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from script_loader import load_script
+from training_helpers import COLOURS, FAST, colour_source, mean_colour
 
 from cocktail import methods
 from cocktail.errors import CocktailError
@@ -24,28 +25,6 @@ from cocktail.training import TrainingConfig
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
 
 ROOT = Path(__file__).resolve().parent.parent
-COLOURS = {"red": (0.8, -0.8, -0.8), "green": (-0.8, 0.8, -0.8), "blue": (-0.8, -0.8, 0.8)}
-# Fast settings for tiny models: a few hundred steps must be enough for classes to separate.
-FAST = dict(batch_size=8, g_lr=0.02, d_lr=0.02, r1_interval=4, pl_weight=0.0, style_mixing_prob=0.0,
-            ema_kimg=0.05, progress=False)
-
-
-def colour_source(name: str, seed: int, folder: Path) -> Path:
-    """A tiny GAN whose images are (almost) one solid colour: the last ToRGB bias sets it."""
-    torch.manual_seed(seed)
-    G, D = Generator(**TINY_G_KWARGS), Discriminator(**TINY_D_KWARGS)
-    with torch.no_grad():
-        for block in G.synthesis.blocks():
-            block.torgb.weight.mul_(0.1)
-            block.torgb.bias.zero_()
-        G.synthesis.b32.torgb.bias.copy_(torch.tensor(COLOURS[name]))
-    return UnionModel(G, D, [name]).save_pretrained(folder / name, write_card=False)
-
-
-def mean_colour(model: UnionModel, label, seeds=range(16)) -> torch.Tensor:
-    return model.generate(label, seeds).mean(dim=[0, 2, 3])
-
-
 @pytest.fixture(autouse=True)
 def fisher_cache(tmp_path, monkeypatch):
     """EWC's Fisher estimates go to a scratch folder, not the user's Hugging Face cache."""
@@ -302,3 +281,42 @@ def test_a_registered_method_is_a_choice_everywhere_and_merges(sources, tmp_path
     assert all(torch.equal(value, expected[key]) for key, value in retrained.generator.state_dict().items())
     with pytest.raises(ValueError, match="'retrained' is already registered"):
         methods.register_method(Retrained)
+
+
+# -- the authors' conditional rooting and class percentages ----------------------------------------
+
+
+def test_conditional_rooting_roots_each_source_as_its_class_and_is_recorded(sources, tmp_path):
+    plain = short_plan(sources)
+    plan = short_plan(sources, conditional_rooting=True, class_percentages=[1, 3])
+    union = run_merge(plan, tmp_path, log=lambda _: None)
+    (rooted,) = (tmp_path / "stages" / "cocktail").glob("root-green-*")
+    inputs = json.loads((rooted / "inputs.json").read_text())
+    assert inputs["conditional_rooting"] == {"classes": 2, "label": 1}
+    assert UnionModel.from_pretrained(rooted / "model").generator.c_dim == 2  # rooted as class 1 of 2
+    recipe = union.provenance["recipe"]
+    assert recipe["conditional_rooting"] is True and recipe["class_percentages"] == [1, 3]
+    assert "conditional_rooting" not in methods.plan_recipe(plain)  # earlier records stay valid
+    assert "class_percentages" not in methods.plan_recipe(plain)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"method": "transfer", "conditional_rooting": True}, "conditional_rooting applies to methods that root"),
+    ({"class_percentages": [1, 2, 3]}, "class_percentages has 3 entries for 2 sources"),
+    ({"class_percentages": [0, 0]}, "class_percentages must be a list of non-negative numbers"),
+    ({"method": "transfer_distill", "distill_teachers": "parents"}, "has no rooted parents to distil from"),
+])
+def test_bad_rooting_and_mixture_settings_fail_before_training(sources, tmp_path, changes, message):
+    with pytest.raises(CocktailError, match=message):
+        run_merge(short_plan(sources, **changes), tmp_path, log=lambda _: None)
+    assert not (tmp_path / "stages").exists()
+
+
+def test_merge_flags_set_conditional_rooting_class_percentages_and_teachers():
+    merge = load_script("merge")
+    args = merge.build_parser().parse_args(["--conditional_rooting", "--class_percentages", "1", "2",
+                                            "--distill_teachers", "sources"])
+    layer = merge.flag_layer(args)
+    assert layer["conditional_rooting"] is True and layer["class_percentages"] == [1.0, 2.0]
+    assert layer["distill_teachers"] == "sources"
+    assert merge.flag_layer(merge.build_parser().parse_args([]))["conditional_rooting"] is None
