@@ -6,18 +6,22 @@ class draws its own source's colour.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import DISK_FULL, FullDisk, flip_byte, leftovers, truncate
 from script_loader import load_script
 from training_helpers import COLOURS, FAST, colour_source, mean_colour
 
 from cocktail import methods
 from cocktail.errors import CocktailError
+from cocktail.files import damage
 from cocktail.methods import STAGE_DONE, MergePlan, load_ingredient, run_merge
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import build_plan, resolve_recipe
@@ -255,6 +259,100 @@ def test_an_explicit_checkpoint_resumes_only_the_stage_that_owns_it(sources, tmp
         run_merge(MergePlan(three, root_kimg=0.016, merge_kimg=0.016, training=TrainingConfig(
             **{**vars(config), "resume_from_checkpoint": str(elsewhere / "checkpoint-0000000008")})),
             tmp_path, log=lambda _: None)
+
+
+# -- faults: a damaged stage, a full disk; a one-line message, then the union of an uninterrupted run ---------
+
+
+@pytest.fixture(scope="module")
+def straight_union(sources, tmp_path_factory):
+    """The union generator of an uninterrupted short merge."""
+    union = run_merge(short_plan(sources), tmp_path_factory.mktemp("straight"), log=lambda _: None)
+    return {k: v.detach().clone() for k, v in union.generator.state_dict().items()}
+
+
+def assert_same_union(output: Path, expected: dict) -> None:
+    saved = UnionModel.from_pretrained(output / "union").generator.state_dict()
+    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+
+
+def older_record_and_truncated(weights: Path) -> None:
+    """A stage finished by a version that recorded no files, whose weights were then cut short."""
+    done = weights.parents[2] / STAGE_DONE
+    record = json.loads(done.read_text())
+    done.write_text(json.dumps({k: v for k, v in record.items() if k not in ("files", "record_sha256")}))
+    truncate(weights)
+
+
+@pytest.mark.parametrize("fault, problem", [
+    (truncate, "model/generator/diffusion_pytorch_model.safetensors: "),
+    (flip_byte, "model/generator/diffusion_pytorch_model.safetensors: its content differs"),
+    (older_record_and_truncated, "cannot load the generator"),
+])
+def test_a_finished_stage_whose_model_is_damaged_is_trained_again(sources, tmp_path, straight_union, caplog, fault,
+                                                                  problem):
+    run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    stage = stage_folder(tmp_path, "cocktail", "root-green")
+    fault(stage / "model" / "generator" / "diffusion_pytorch_model.safetensors")
+    logs = []
+    run_merge(short_plan(sources), tmp_path, log=logs.append)
+    assert "stage root-green: its saved model is damaged (" in caplog.text and problem in caplog.text
+    assert any(line.startswith("stage root-green: training") for line in logs)
+    assert any(line.startswith("stage merge: already done") for line in logs)  # same inputs, same weights
+    assert damage(stage / STAGE_DONE) is None
+    assert_same_union(tmp_path, straight_union)
+
+
+def test_a_full_disk_while_writing_the_union_is_one_line_and_the_same_command_ends_the_merge(
+        sources, tmp_path, straight_union, monkeypatch):
+    disk = FullDisk(".tmp-union-").install(monkeypatch)
+    with pytest.raises(CocktailError, match=rf"^could not write the union model folder {tmp_path / 'union'} "
+                                            rf"\({re.escape(DISK_FULL)}\); .+ free there; run the same command "
+                                            r"again to resume$"):
+        run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    assert disk.failures == 1 and leftovers(tmp_path) == [] and not (tmp_path / "union").exists()
+    disk.free_space()
+    logs = []
+    run_merge(short_plan(sources), tmp_path, log=logs.append)
+    assert sum("already done" in line for line in logs) == 2
+    assert_same_union(tmp_path, straight_union)
+
+
+def test_a_full_disk_while_writing_a_stage_model_resumes_from_its_last_checkpoint(
+        sources, tmp_path, straight_union, monkeypatch, capsys):
+    plan = short_plan(sources, training=TrainingConfig(**FAST, checkpointing_kimg=0.008))
+    disk = FullDisk(".tmp-model-").install(monkeypatch)
+    with pytest.raises(CocktailError, match=r"^could not write the model of stage root-green into .+/model "
+                                            r"\(.+\); .+ free there; run the same command again to resume$"):
+        run_merge(plan, tmp_path, log=lambda _: None)
+    stage = stage_folder(tmp_path, "cocktail", "root-green")
+    assert leftovers(tmp_path) == [] and not (stage / "model").exists() and not (stage / STAGE_DONE).exists()
+    disk.free_space()
+    capsys.readouterr()
+    run_merge(plan, tmp_path, log=lambda _: None)
+    assert f"resumed from {stage / 'checkpoints' / 'checkpoint-0000000016'}" in capsys.readouterr().out
+    assert_same_union(tmp_path, straight_union)
+
+
+def test_a_damaged_run_record_stops_a_merge_with_one_line(sources, tmp_path):
+    (tmp_path / "run.json").write_text('{"method": "cockt')
+    with pytest.raises(CocktailError, match=rf"^{tmp_path / 'run.json'}: damaged \(.+\); remove it to reuse this "
+                                            r"folder's intact stages, or use a new --output_dir$"):
+        run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+
+
+def test_an_explicit_damaged_checkpoint_stops_a_merge_before_any_training(sources, tmp_path):
+    config = TrainingConfig(**FAST, checkpointing_kimg=0.008, checkpoints_total_limit=None)
+    run_merge(short_plan(sources, training=config), tmp_path, log=lambda _: None)
+    checkpoint = stage_folder(tmp_path, "cocktail", "merge") / "checkpoints" / "checkpoint-0000000008"
+    truncate(checkpoint / "G.safetensors")
+    (stage_folder(tmp_path, "cocktail", "merge") / STAGE_DONE).unlink()
+    logs = []
+    with pytest.raises(CocktailError, match=rf"^{checkpoint}: damaged checkpoint \(G\.safetensors: [\d,]+ bytes, "
+                                            r"[\d,]+ recorded\); resume from an intact one, or 'latest'$"):
+        run_merge(short_plan(sources, training=replace(config, resume_from_checkpoint=str(checkpoint))), tmp_path,
+                  log=logs.append)
+    assert logs == []
 
 
 # -- adding a method ------------------------------------------------------------------------------
