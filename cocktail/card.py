@@ -31,16 +31,17 @@ CITATION = """@inproceedings{avrahami2022gancocktail,
 }"""
 
 
-def write_model_card(folder: str | Path, *, repo_id: str | None = None) -> Path:
+def write_model_card(folder: str | Path, *, repo_id: str | None = None, name: str | None = None) -> Path:
     """Write ``README.md`` (front matter + description) from the folder's ``union.json`` and ``samples.png``."""
     folder = Path(folder)
     path = folder / "README.md"
-    path.write_text(model_card(folder, repo_id=repo_id))
+    path.write_text(model_card(folder, repo_id=repo_id, name=name))
     return path
 
 
-def model_card(folder: str | Path, *, repo_id: str | None = None) -> str:
-    """The model card text; ``repo_id`` is what the usage snippet loads (default: the folder's name)."""
+def model_card(folder: str | Path, *, repo_id: str | None = None, name: str | None = None) -> str:
+    """The model card text; ``repo_id`` is what the usage snippet loads, ``name`` the model's name without one
+    (default: the folder's; a folder written under a temporary name passes its final one)."""
     folder = Path(folder)
     index = read_index(folder)
     class_names = list(index.get("class_names") or [])
@@ -49,7 +50,7 @@ def model_card(folder: str | Path, *, repo_id: str | None = None) -> str:
     hub_sources = list(dict.fromkeys(s["repo_id"] for s in sources if s.get("repo_id")))
     merged = len(sources) > 1
     rows = _metric_rows(provenance.get("metrics") or {})
-    name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
+    name = repo_id.split("/")[-1] if repo_id else name or folder.resolve().name
     extra = {}
     if hub_sources:
         extra["base_model"] = hub_sources

@@ -52,12 +52,28 @@ def parse_variant(text: str) -> Variant:
         raise CocktailError(f"variant {text!r}: unknown method {method!r}; choose one of {', '.join(MERGE_METHODS)}")
     check_class_name(name, f"variant {text!r}")  # it names a folder
     settings = {}
-    for item in filter(None, options.split(",")):
+    for item in filter(None, _top_level_items(options)):
         key, sep, value = item.partition("=")
         if not sep:
             raise CocktailError(f"variant {text!r}: option {item!r} is not key=value")
-        settings[key.strip()] = yaml.safe_load(value)
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise CocktailError(f"variant {text!r}: cannot read the value of {key.strip()!r}: {value!r}") from None
     return Variant(name, method, settings)
+
+
+def _top_level_items(options: str) -> list[str]:
+    """Split on the commas that are not inside brackets, so a list value keeps its own commas."""
+    items, depth, current = [], 0, ""
+    for char in options:
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [*items, current]
 
 
 def stage_lengths(variant: Variant, num_sources: int, total: float, root_share: float, protocol: str) -> dict:
@@ -82,8 +98,9 @@ class Comparison:
     protocol: str = "total"
     num_samples: int = 200
     num_real: int = 1000
-    training: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # recipe training settings shared by every cell
     diagnose: bool = False
+    scoring: dict = field(default_factory=dict)  # extra arguments of evaluate_model (extractor, cache_dir)
 
     def cells(self) -> list[tuple[float, Variant, int]]:
         """Seeds outermost, so a stopped run has every variant of the first seeds rather than a few variants."""
@@ -130,7 +147,8 @@ def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int,
     plan = build_plan(recipe)
     union = run_merge(plan, folder, accelerator=accelerator, log=lambda *a: None)
     trained = time.time() - started
-    common = dict(num_samples=comparison.num_samples, seed=EVAL_SEED, device=accelerator.device, progress=False)
+    common = dict(num_samples=comparison.num_samples, seed=EVAL_SEED, device=accelerator.device, progress=False,
+                  **comparison.scoring)
     real = evaluate_model(union, dict(comparison.real), num_real=comparison.num_real,
                           name=f"{variant.name} {budget:g} kimg seed {seed}", **common)
     record = {"budget": budget, "variant": variant.name, "method": variant.method, "settings": variant.settings,

@@ -16,7 +16,6 @@ every other global is refused. Tensors are then collected from ``state['_paramet
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import logging
 import pickle
@@ -31,6 +30,7 @@ import torch
 
 from .card import write_model_card
 from .errors import CocktailError, first_line
+from .files import file_sha256, saving, staged_folder
 from .folder import SEEDS_PER_CLASS, write_model_folder
 from .networks import LOWPASS_TAPS, Discriminator, Generator
 from .specs import Origin, SourceRecord
@@ -458,20 +458,14 @@ def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_na
                           sha256=file_sha256(pkl_path))
     provenance = {"method": None, "root": None, "sources": [source.to_dict()], "recipe": {}, "kimg": {},
                   "metrics": {}}
-    try:
-        folder = write_model_folder(output_dir, generator, networks["D"], class_names, provenance,
-                                    seeds_per_class=SEEDS_PER_CLASS if write_card else None)
-    except CocktailError as err:
-        raise CocktailError(f"{pkl_path}: {err}") from None
-    if write_card:
-        write_model_card(folder)
-    return folder
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks: pins exactly which checkpoint went into a model."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    # Written beside the folder first: a failed or killed conversion leaves no half model behind.
+    with saving(f"the model folder {output_dir}", output_dir, then="run the same command again"):
+        with staged_folder(output_dir) as staged:
+            try:
+                write_model_folder(staged, generator, networks["D"], class_names, provenance,
+                                   seeds_per_class=SEEDS_PER_CLASS if write_card else None)
+            except CocktailError as err:
+                raise CocktailError(f"{pkl_path}: {err}") from None
+            if write_card:
+                write_model_card(staged, name=output_dir.resolve().name)
+    return output_dir

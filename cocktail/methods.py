@@ -19,8 +19,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
-import os
 import re
 import shutil
 from collections.abc import Callable
@@ -32,26 +32,38 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .convert import file_sha256
 from .distill import distillation_penalty
 from .errors import CocktailError
+from .files import (
+    AGAIN,
+    damage,
+    file_sha256,
+    read_record,
+    remove_leftovers,
+    replace_file,
+    saving,
+    write_json,
+    write_record,
+)
 from .folder import check_class_name
 from .networks import Discriminator, Generator
 from .sources import MixtureSource, ModelSource, Source, load_source, picked_class
 from .specs import Kind, SourceRecord, Spec, parse
 from .training import (
     CHECKPOINTS_DIR,
-    STATE_FILE,
     TrainingConfig,
     apply_rules,
     check_minibatch_groups,
+    checked_checkpoint,
     effective_ema_rampup,
     number_rule,
     train,
 )
 from .union import UnionModel, average_networks, make_conditional, network_kwargs
 
-STAGE_DONE = "stage.json"
+logger = logging.getLogger(__name__)
+
+STAGE_DONE = "stage.json"  # written last, with the size and SHA-256 of each file of the stage's model
 STAGE_INPUTS = "inputs.json"  # written when a stage starts: its checkpoints belong to these inputs
 RUN_RECORD = "run.json"
 # What merges change in TrainingConfig's defaults (the paper's recipe): short stages need the EMA ramp-up.
@@ -434,6 +446,9 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
     output_dir = Path(output_dir)
     device = accelerator.device if accelerator is not None else torch.device("cpu")
     main = accelerator is None or accelerator.is_main_process
+    if main:  # what saves killed in a previous run left (the stages clean their own folders)
+        remove_leftovers(output_dir, "union", RUN_RECORD)
+        remove_leftovers(output_dir / "union")
     run, stages, replacing, owner = prepare_output_dir(plan, output_dir, accelerator, overwrite)
     names, n, root = plan.class_names, len(plan.ingredients), plan.root_model
     resolution = root.generator.img_resolution
@@ -494,9 +509,10 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
         provenance["weight_distances"] = distances["summary"]
     union = UnionModel(G.eval(), D.eval(), names, provenance)
     if main:
-        union.save_pretrained(output_dir / "union")
-        if distances is not None:
-            (output_dir / "union" / "weight_distances.json").write_text(json.dumps(distances, indent=2) + "\n")
+        with saving(f"the union model folder {output_dir / 'union'}", output_dir):
+            union.save_pretrained(output_dir / "union")
+            if distances is not None:
+                write_json(output_dir / "union" / "weight_distances.json", distances)
     return union
 
 
@@ -519,7 +535,11 @@ def claim_output_dir(output_dir: Path, run: dict, overwrite: bool, main: bool) -
     """Make ``output_dir`` this run's, or refuse before any training; True when an old run is to be replaced."""
     record = output_dir / RUN_RECORD
     if record.is_file():
-        old = json.loads(record.read_text())
+        try:
+            old = json.loads(record.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CocktailError(f"{record}: damaged ({err}); remove it to reuse this folder's intact stages, or use "
+                                "a new --output_dir") from None
         if old == run:
             return False
         what = "; ".join(_differences(old, run)[:3])
@@ -527,8 +547,9 @@ def claim_output_dir(output_dir: Path, run: dict, overwrite: bool, main: bool) -
         what = f"made without a {RUN_RECORD} recording its inputs"
     else:
         if main:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(record, run)
+            with saving(record, output_dir):
+                output_dir.mkdir(parents=True, exist_ok=True)
+                write_json(record, run)
         return False
     if not overwrite:
         raise CocktailError(f"{output_dir} holds a different merge ({what}); use a new --output_dir, or "
@@ -548,7 +569,8 @@ def replace_old_run(output_dir: Path, run: dict, stages: list[Stage], main: bool
         for method_folder in stage_root.glob("*"):
             if method_folder.is_dir() and not any(method_folder.iterdir()):
                 method_folder.rmdir()
-        _write_json(output_dir / RUN_RECORD, run)
+        with saving(output_dir / RUN_RECORD, output_dir):
+            write_json(output_dir / RUN_RECORD, run)
         log(f"--overwrite_output_dir: removed the previous merge's results from {output_dir}")
 
 
@@ -556,7 +578,10 @@ def check_stage_folder(stage: Stage) -> None:
     """A stage folder's recorded inputs must be this stage's (a finished one is reused, checkpoints resumed)."""
     for record in (stage.folder / STAGE_DONE, stage.folder / STAGE_INPUTS):
         if record.is_file():
-            recorded = json.loads(record.read_text())
+            try:
+                recorded = json.loads(record.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue  # damaged (the folder's name still pins its inputs): the stage is trained again
             recorded = recorded.get("inputs") if record.name == STAGE_DONE else recorded
             if recorded != stage.inputs:
                 differences = "; ".join(_differences(recorded or {}, stage.inputs)[:3])
@@ -568,9 +593,7 @@ def checkpoint_owner(resume: str | None, stages: list[Stage]) -> Stage | None:
     """The stage whose checkpoints folder holds an explicit ``--resume_from_checkpoint`` path (none for 'latest')."""
     if resume in (None, "latest"):
         return None
-    path = Path(resume)
-    if not (path / STATE_FILE).is_file():
-        raise CocktailError(f"{path}: not a training checkpoint (no {STATE_FILE})")
+    path = checked_checkpoint(resume)
     for stage in stages:
         if path.resolve().parent == (stage.folder / CHECKPOINTS_DIR).resolve():
             return stage
@@ -589,28 +612,48 @@ def _resume_for(stage: Stage, resume: str | None, owner: Stage | None) -> str | 
 
 def run_stage(stage: Stage, G, D, source, config: TrainingConfig, accelerator, log, class_names=None,
               **train_kwargs):
-    """Train one stage, or load it if a run with the same inputs finished it; returns (G_ema, D, kimg)."""
+    """Train one stage, or load it if a run with the same inputs finished it and its model is intact (a damaged
+    one is trained again, from the stage's checkpoints if it has any); returns (G_ema, D, kimg)."""
     done = stage.folder / STAGE_DONE
     main = accelerator is None or accelerator.is_main_process
+    if main:  # what saves killed in a previous run left
+        remove_leftovers(stage.folder, "model", STAGE_DONE, STAGE_INPUTS)
     if done.is_file():
-        info = json.loads(done.read_text())
-        model = UnionModel.from_pretrained(stage.folder / "model")
-        log(f"stage {stage.name}: already done ({info['kimg']} kimg, same inputs), loaded from {stage.folder}")
-        return model.generator, model.discriminator, info["kimg"]
+        try:
+            model, kimg = finished_stage(stage)
+        except CocktailError as err:
+            if main:
+                logger.warning("stage %s: its saved model is damaged (%s); training it again", stage.name, err)
+        else:
+            log(f"stage {stage.name}: already done ({kimg} kimg, same inputs), loaded from {stage.folder}")
+            return model.generator, model.discriminator, kimg
     if main:
-        stage.folder.mkdir(parents=True, exist_ok=True)
-        _write_json(stage.folder / STAGE_INPUTS, stage.inputs)
+        with saving(stage.folder / STAGE_INPUTS, stage.folder):
+            stage.folder.mkdir(parents=True, exist_ok=True)
+            write_json(stage.folder / STAGE_INPUTS, stage.inputs)
     log(f"stage {stage.name}: training {config.kimg:g} kimg in {stage.folder}")
     result = train(G, D, source, config, accelerator=accelerator, class_names=class_names, description=stage.name,
-                   **train_kwargs)
+                   resume_hint=AGAIN, **train_kwargs)
     G_ema, D = result.G_ema.eval(), result.D.eval()
     if main:
-        UnionModel(G_ema, D, class_names).save_pretrained(stage.folder / "model", write_card=False)
-        _write_json(done, {"stage": stage.name, "kimg": result.kimg, "ema_rampup": effective_ema_rampup(config),
-                           "inputs": stage.inputs})
+        model = stage.folder / "model"
+        with saving(f"the model of stage {stage.name} into {model}", stage.folder):
+            UnionModel(G_ema, D, class_names).save_pretrained(model, write_card=False)
+            write_record(done, {"stage": stage.name, "kimg": result.kimg, "ema_rampup": effective_ema_rampup(config),
+                                "inputs": stage.inputs}, [p for p in model.rglob("*") if p.is_file()])
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return G_ema, D, result.kimg
+
+
+def finished_stage(stage: Stage) -> tuple[UnionModel, float]:
+    """A finished stage's model and kimg, verified against its record; what is wrong with them, a one-line error."""
+    done = stage.folder / STAGE_DONE
+    problem = damage(done)
+    if problem is not None:
+        raise CocktailError(problem)
+    # A record from before files were recorded lists none: then loading the model is the only test.
+    return UnionModel.from_pretrained(stage.folder / "model"), read_record(done)["kimg"]
 
 
 # -- EWC ------------------------------------------------------------------------------------
@@ -688,10 +731,9 @@ def cached_fisher(G: Generator, D: Discriminator, samples: int, accelerator, log
         log(f"EWC: estimating the root's Fisher information from {samples} samples")
         device = accelerator.device if accelerator is not None else "cpu"
         fisher = fisher_information(G, D, samples, device=device)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        save_file({f"{kind}.{name}": value.contiguous() for kind in fisher for name, value in fisher[kind].items()},
-                  str(tmp))
-        os.replace(tmp, path)
+        tensors = {f"{kind}.{name}": value.contiguous() for kind in fisher for name, value in fisher[kind].items()}
+        with saving(f"the Fisher information {path}", path.parent):
+            replace_file(path, lambda temporary: save_file(tensors, str(temporary)))
     elif main:
         log(f"EWC: the root's Fisher information ({samples} samples) from the cache, {path}")
     if accelerator is not None:
@@ -785,13 +827,6 @@ def _differences(old, new, path: str = "") -> list[str]:
 def _short(value) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 40 else text[:37] + "…"
-
-
-def _write_json(path: Path, value) -> None:
-    """Write atomically: a record is either the old one or the new one, never half of each."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def weight_distances(plan: MergePlan, parents) -> dict:

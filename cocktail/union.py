@@ -16,6 +16,7 @@ import torch
 
 from .card import write_model_card
 from .errors import CocktailError
+from .files import staged_folder
 from .folder import (
     INDEX_FILE,
     SEEDS_PER_CLASS,
@@ -80,11 +81,14 @@ class UnionModel:
 
     def save_pretrained(self, folder: str | Path, write_card: bool = True,
                         seeds_per_class: int = SEEDS_PER_CLASS) -> Path:
-        """Write the folder layout; with ``write_card`` also the sample grid and the model card."""
-        folder = write_model_folder(folder, self.generator, self.discriminator, self.class_names, self.provenance,
-                                    seeds_per_class=seeds_per_class if write_card else None)
-        if write_card:
-            write_model_card(folder)
+        """Write the folder layout; with ``write_card`` also the sample grid and the model card. All of it goes
+        to a hidden sibling first (``files.staged_folder``), so a failed or killed save leaves no half model."""
+        folder = Path(folder)
+        with staged_folder(folder) as staged:
+            write_model_folder(staged, self.generator, self.discriminator, self.class_names, self.provenance,
+                               seeds_per_class=seeds_per_class if write_card else None)
+            if write_card:
+                write_model_card(staged, name=folder.resolve().name)
         return folder
 
     def to(self, device) -> UnionModel:

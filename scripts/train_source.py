@@ -87,9 +87,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from accelerate import Accelerator
 
+    from cocktail.files import saving
     from cocktail.sources import load_source
     from cocktail.specs import Origin, SourceRecord
-    from cocktail.training import TrainingConfig, effective_ema_rampup, train
+    from cocktail.training import TrainingConfig, effective_ema_rampup, latest_checkpoint, train
     from cocktail.union import UnionModel, network_kwargs
 
     output_dir = Path(args.output_dir)
@@ -120,8 +121,12 @@ def main(argv=None) -> int:
                       "sources": [SourceRecord(args.data_dir, name=name, origin=Origin()).to_dict()],
                       "recipe": {**recipe, **start, "ema_rampup_used": effective_ema_rampup(config)},
                       "kimg": {"train": result.kimg}, "metrics": {}}
-        UnionModel(generator=result.G_ema, discriminator=result.D, class_names=[name],
-                   provenance=provenance).save_pretrained(output_dir)
+        last = latest_checkpoint(training_dir)
+        then = (f"run it again with --resume_from_checkpoint latest to go on from {last.name}" if last is not None
+                else "run it again (without --checkpointing_kimg there is no checkpoint to go on from)")
+        with saving(f"the model folder {output_dir}", output_dir, then):
+            UnionModel(generator=result.G_ema, discriminator=result.D, class_names=[name],
+                       provenance=provenance).save_pretrained(output_dir)
         speed = result.stats["images_per_second"]
         accelerator.print(f"done: {result.kimg:g} kimg at {speed:.1f} img/s; model in {output_dir}, samples "
                           f"in {training_dir / 'samples'}")

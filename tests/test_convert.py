@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fault_helpers import DISK_FULL, FullDisk, leftovers
 from safetensors.torch import load_file
 
 from cocktail.convert import convert_stylegan2_pkl, load_stylegan2_pkl
@@ -336,6 +337,20 @@ def test_damaged_or_foreign_files_give_clear_errors(snapshots, tmp_path, content
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
     with pytest.raises(CocktailError, match="not found"):
         load_stylegan2_pkl(tmp_path / "missing.pkl")
+
+
+def test_a_full_disk_while_converting_is_one_line_and_leaves_no_half_model(snapshots, tmp_path, monkeypatch):
+    out = tmp_path / "cat_model"
+    disk = FullDisk("discriminator").install(monkeypatch)  # the generator fits, the discriminator does not
+    with pytest.raises(CocktailError) as raised:
+        convert_stylegan2_pkl(snapshots["uncond"], out, class_names=["cat"], write_card=False)
+    assert str(raised.value).startswith(f"could not write the model folder {out} ({DISK_FULL}); ")
+    assert str(raised.value).endswith(" free there; run the same command again") and "\n" not in str(raised.value)
+    assert disk.failures == 1 and not out.exists() and leftovers(tmp_path) == []
+    disk.free_space()
+    model = UnionModel.from_pretrained(convert_stylegan2_pkl(snapshots["uncond"], out, class_names=["cat"],
+                                                             write_card=False))
+    assert_matches_reference("uncond", model.generator, model.discriminator)
 
 
 # -- command line ------------------------------------------------------------------------------------

@@ -6,17 +6,22 @@ class draws its own source's colour.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import DISK_FULL, FullDisk, flip_byte, leftovers, truncate
 from script_loader import load_script
+from training_helpers import COLOURS, FAST, colour_source, mean_colour
 
 from cocktail import methods
 from cocktail.errors import CocktailError
+from cocktail.files import damage
 from cocktail.methods import STAGE_DONE, MergePlan, load_ingredient, run_merge
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import build_plan, resolve_recipe
@@ -24,28 +29,6 @@ from cocktail.training import TrainingConfig
 from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
 
 ROOT = Path(__file__).resolve().parent.parent
-COLOURS = {"red": (0.8, -0.8, -0.8), "green": (-0.8, 0.8, -0.8), "blue": (-0.8, -0.8, 0.8)}
-# Fast settings for tiny models: a few hundred steps must be enough for classes to separate.
-FAST = dict(batch_size=8, g_lr=0.02, d_lr=0.02, r1_interval=4, pl_weight=0.0, style_mixing_prob=0.0,
-            ema_kimg=0.05, progress=False)
-
-
-def colour_source(name: str, seed: int, folder: Path) -> Path:
-    """A tiny GAN whose images are (almost) one solid colour: the last ToRGB bias sets it."""
-    torch.manual_seed(seed)
-    G, D = Generator(**TINY_G_KWARGS), Discriminator(**TINY_D_KWARGS)
-    with torch.no_grad():
-        for block in G.synthesis.blocks():
-            block.torgb.weight.mul_(0.1)
-            block.torgb.bias.zero_()
-        G.synthesis.b32.torgb.bias.copy_(torch.tensor(COLOURS[name]))
-    return UnionModel(G, D, [name]).save_pretrained(folder / name, write_card=False)
-
-
-def mean_colour(model: UnionModel, label, seeds=range(16)) -> torch.Tensor:
-    return model.generate(label, seeds).mean(dim=[0, 2, 3])
-
-
 @pytest.fixture(autouse=True)
 def fisher_cache(tmp_path, monkeypatch):
     """EWC's Fisher estimates go to a scratch folder, not the user's Hugging Face cache."""
@@ -278,6 +261,100 @@ def test_an_explicit_checkpoint_resumes_only_the_stage_that_owns_it(sources, tmp
             tmp_path, log=lambda _: None)
 
 
+# -- faults: a damaged stage, a full disk; a one-line message, then the union of an uninterrupted run ---------
+
+
+@pytest.fixture(scope="module")
+def straight_union(sources, tmp_path_factory):
+    """The union generator of an uninterrupted short merge."""
+    union = run_merge(short_plan(sources), tmp_path_factory.mktemp("straight"), log=lambda _: None)
+    return {k: v.detach().clone() for k, v in union.generator.state_dict().items()}
+
+
+def assert_same_union(output: Path, expected: dict) -> None:
+    saved = UnionModel.from_pretrained(output / "union").generator.state_dict()
+    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+
+
+def older_record_and_truncated(weights: Path) -> None:
+    """A stage finished by a version that recorded no files, whose weights were then cut short."""
+    done = weights.parents[2] / STAGE_DONE
+    record = json.loads(done.read_text())
+    done.write_text(json.dumps({k: v for k, v in record.items() if k not in ("files", "record_sha256")}))
+    truncate(weights)
+
+
+@pytest.mark.parametrize("fault, problem", [
+    (truncate, "model/generator/diffusion_pytorch_model.safetensors: "),
+    (flip_byte, "model/generator/diffusion_pytorch_model.safetensors: its content differs"),
+    (older_record_and_truncated, "cannot load the generator"),
+])
+def test_a_finished_stage_whose_model_is_damaged_is_trained_again(sources, tmp_path, straight_union, caplog, fault,
+                                                                  problem):
+    run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    stage = stage_folder(tmp_path, "cocktail", "root-green")
+    fault(stage / "model" / "generator" / "diffusion_pytorch_model.safetensors")
+    logs = []
+    run_merge(short_plan(sources), tmp_path, log=logs.append)
+    assert "stage root-green: its saved model is damaged (" in caplog.text and problem in caplog.text
+    assert any(line.startswith("stage root-green: training") for line in logs)
+    assert any(line.startswith("stage merge: already done") for line in logs)  # same inputs, same weights
+    assert damage(stage / STAGE_DONE) is None
+    assert_same_union(tmp_path, straight_union)
+
+
+def test_a_full_disk_while_writing_the_union_is_one_line_and_the_same_command_ends_the_merge(
+        sources, tmp_path, straight_union, monkeypatch):
+    disk = FullDisk(".tmp-union-").install(monkeypatch)
+    with pytest.raises(CocktailError, match=rf"^could not write the union model folder {tmp_path / 'union'} "
+                                            rf"\({re.escape(DISK_FULL)}\); .+ free there; run the same command "
+                                            r"again to resume$"):
+        run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+    assert disk.failures == 1 and leftovers(tmp_path) == [] and not (tmp_path / "union").exists()
+    disk.free_space()
+    logs = []
+    run_merge(short_plan(sources), tmp_path, log=logs.append)
+    assert sum("already done" in line for line in logs) == 2
+    assert_same_union(tmp_path, straight_union)
+
+
+def test_a_full_disk_while_writing_a_stage_model_resumes_from_its_last_checkpoint(
+        sources, tmp_path, straight_union, monkeypatch, capsys):
+    plan = short_plan(sources, training=TrainingConfig(**FAST, checkpointing_kimg=0.008))
+    disk = FullDisk(".tmp-model-").install(monkeypatch)
+    with pytest.raises(CocktailError, match=r"^could not write the model of stage root-green into .+/model "
+                                            r"\(.+\); .+ free there; run the same command again to resume$"):
+        run_merge(plan, tmp_path, log=lambda _: None)
+    stage = stage_folder(tmp_path, "cocktail", "root-green")
+    assert leftovers(tmp_path) == [] and not (stage / "model").exists() and not (stage / STAGE_DONE).exists()
+    disk.free_space()
+    capsys.readouterr()
+    run_merge(plan, tmp_path, log=lambda _: None)
+    assert f"resumed from {stage / 'checkpoints' / 'checkpoint-0000000016'}" in capsys.readouterr().out
+    assert_same_union(tmp_path, straight_union)
+
+
+def test_a_damaged_run_record_stops_a_merge_with_one_line(sources, tmp_path):
+    (tmp_path / "run.json").write_text('{"method": "cockt')
+    with pytest.raises(CocktailError, match=rf"^{tmp_path / 'run.json'}: damaged \(.+\); remove it to reuse this "
+                                            r"folder's intact stages, or use a new --output_dir$"):
+        run_merge(short_plan(sources), tmp_path, log=lambda _: None)
+
+
+def test_an_explicit_damaged_checkpoint_stops_a_merge_before_any_training(sources, tmp_path):
+    config = TrainingConfig(**FAST, checkpointing_kimg=0.008, checkpoints_total_limit=None)
+    run_merge(short_plan(sources, training=config), tmp_path, log=lambda _: None)
+    checkpoint = stage_folder(tmp_path, "cocktail", "merge") / "checkpoints" / "checkpoint-0000000008"
+    truncate(checkpoint / "G.safetensors")
+    (stage_folder(tmp_path, "cocktail", "merge") / STAGE_DONE).unlink()
+    logs = []
+    with pytest.raises(CocktailError, match=rf"^{checkpoint}: damaged checkpoint \(G\.safetensors: [\d,]+ bytes, "
+                                            r"[\d,]+ recorded\); resume from an intact one, or 'latest'$"):
+        run_merge(short_plan(sources, training=replace(config, resume_from_checkpoint=str(checkpoint))), tmp_path,
+                  log=logs.append)
+    assert logs == []
+
+
 # -- adding a method ------------------------------------------------------------------------------
 
 
@@ -302,3 +379,42 @@ def test_a_registered_method_is_a_choice_everywhere_and_merges(sources, tmp_path
     assert all(torch.equal(value, expected[key]) for key, value in retrained.generator.state_dict().items())
     with pytest.raises(ValueError, match="'retrained' is already registered"):
         methods.register_method(Retrained)
+
+
+# -- the authors' conditional rooting and class percentages ----------------------------------------
+
+
+def test_conditional_rooting_roots_each_source_as_its_class_and_is_recorded(sources, tmp_path):
+    plain = short_plan(sources)
+    plan = short_plan(sources, conditional_rooting=True, class_percentages=[1, 3])
+    union = run_merge(plan, tmp_path, log=lambda _: None)
+    (rooted,) = (tmp_path / "stages" / "cocktail").glob("root-green-*")
+    inputs = json.loads((rooted / "inputs.json").read_text())
+    assert inputs["conditional_rooting"] == {"classes": 2, "label": 1}
+    assert UnionModel.from_pretrained(rooted / "model").generator.c_dim == 2  # rooted as class 1 of 2
+    recipe = union.provenance["recipe"]
+    assert recipe["conditional_rooting"] is True and recipe["class_percentages"] == [1, 3]
+    assert "conditional_rooting" not in methods.plan_recipe(plain)  # earlier records stay valid
+    assert "class_percentages" not in methods.plan_recipe(plain)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"method": "transfer", "conditional_rooting": True}, "conditional_rooting applies to methods that root"),
+    ({"class_percentages": [1, 2, 3]}, "class_percentages has 3 entries for 2 sources"),
+    ({"class_percentages": [0, 0]}, "class_percentages must be a list of non-negative numbers"),
+    ({"method": "transfer_distill", "distill_teachers": "parents"}, "has no rooted parents to distil from"),
+])
+def test_bad_rooting_and_mixture_settings_fail_before_training(sources, tmp_path, changes, message):
+    with pytest.raises(CocktailError, match=message):
+        run_merge(short_plan(sources, **changes), tmp_path, log=lambda _: None)
+    assert not (tmp_path / "stages").exists()
+
+
+def test_merge_flags_set_conditional_rooting_class_percentages_and_teachers():
+    merge = load_script("merge")
+    args = merge.build_parser().parse_args(["--conditional_rooting", "--class_percentages", "1", "2",
+                                            "--distill_teachers", "sources"])
+    layer = merge.flag_layer(args)
+    assert layer["conditional_rooting"] is True and layer["class_percentages"] == [1.0, 2.0]
+    assert layer["distill_teachers"] == "sources"
+    assert merge.flag_layer(merge.build_parser().parse_args([]))["conditional_rooting"] is None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fault_helpers import flip_byte, leftovers, truncate
 from PIL import Image
 
 from cocktail import metrics
@@ -222,6 +223,42 @@ def test_model_features_are_cached_by_weights_count_and_seed(extractor, tmp_path
         model.generator.synthesis.b4.conv1.bias.add_(0.5)
     changed = metrics.features_for_source(ModelSource(model.generator), 2, seed=0, **kwargs)
     assert counting.images == 6 and not np.allclose(changed, first)
+
+
+class MeanColour:
+    """A stand-in for Inception (features: each image's mean colour), counting the images it sees."""
+
+    def __init__(self):
+        self.images = 0
+
+    def __call__(self, images):
+        self.images += len(images)
+        return images.float().mean(dim=[2, 3]).numpy()
+
+
+@pytest.mark.parametrize("fault", [truncate, flip_byte])
+def test_a_damaged_cache_entry_is_computed_again_not_trusted(tmp_path, caplog, fault):
+    write_pngs(tmp_path / "images", 3, seed=0, mode="RGB")
+    counting = MeanColour()
+    kwargs = dict(resolution=None, device="cpu", cache_dir=tmp_path / "cache", extractor=counting, progress=False)
+    first = metrics.features_for_folder(tmp_path / "images", **kwargs)
+    [entry] = (tmp_path / "cache").glob("*.npy")
+    fault(entry)
+    again = metrics.features_for_folder(tmp_path / "images", **kwargs)
+    assert counting.images == 6 and np.array_equal(again, first)
+    assert f"feature cache entry {entry} is damaged ({entry.name}: " in caplog.text
+    metrics.features_for_folder(tmp_path / "images", **kwargs)  # stored again, intact: a hit
+    assert counting.images == 6 and leftovers(tmp_path / "cache") == []
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(tmp_path, caplog):
+    write_pngs(tmp_path / "images", 2, seed=0, mode="RGB")
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    counting = MeanColour()
+    features = metrics.features_for_folder(tmp_path / "images", resolution=None, device="cpu",
+                                           cache_dir=tmp_path / "cache", extractor=counting, progress=False)
+    assert features.shape == (2, 3) and counting.images == 2
+    assert f"could not store features in the cache {tmp_path / 'cache'}" in caplog.text
 
 
 # -- evaluating a model, and the script ------------------------------------------------------------------

@@ -20,7 +20,7 @@ def test_every_method_gets_the_same_total_kimg(reproduce, preset):
         totals = set()
         for method in reproduce.MERGE_METHODS:
             lengths = reproduce.budget(method, n, settings)
-            rooting_stages = n - 1 if method == "cocktail" else 0
+            rooting_stages = n - 1 if reproduce.MERGE_METHODS[method].parents == "rooted" else 0
             totals.add(lengths["root_kimg"] * rooting_stages + lengths["merge_kimg"])
         assert totals == {settings["root_kimg"] * (n - 1) + settings["merge_kimg"]}
 

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import DISK_FULL, FullDisk, flip_byte, leftovers, truncate
 from PIL import Image
 from safetensors.torch import load_file
+from script_loader import load_script
 from training_helpers import RED, SignalOnIteration, SolidSource, resumable_config, tiny_pair
 
 from cocktail.errors import CocktailError
-from cocktail.training import TrainingConfig, latest_checkpoint, train
+from cocktail.training import STATE_FILE, TrainingConfig, latest_checkpoint, train
 
 REPO = Path(__file__).resolve().parent.parent
 # One thread per process: on a busy 2-core machine, OpenMP's spinning threads can make a tiny step 10x slower.
@@ -205,6 +208,88 @@ def test_latest_ignores_what_a_kill_mid_write_leaves(tmp_path):
     assert latest_checkpoint(config.output_dir).name == "checkpoint-0000000004"
     result = train(*tiny_pair(), SolidSource(), replace(config, kimg=0.008, resume_from_checkpoint="latest"))
     assert result.images_seen == 8 and result.stats["steps"] == 2
+    assert leftovers(root) == []  # cleaned at start
+
+
+# -- damaged checkpoints and full disks: a one-line message, then the same weights as an uninterrupted run ---
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run the faulted ones must end up equal to: 4 iterations, checkpoints at 8 and 16."""
+    output, threads = tmp_path_factory.mktemp("straight"), torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the tests (single_thread), which compare weights bit for bit
+    try:
+        result = train(*tiny_pair(), SolidSource(), resumable_config(output))
+    finally:
+        torch.set_num_threads(threads)
+    return states(result.G, result.G_ema, result.D)
+
+
+def assert_same_weights(result, expected):
+    for network, saved in zip(states(result.G, result.G_ema, result.D), expected, strict=True):
+        assert all(torch.equal(network[k], saved[k]) for k in saved)
+
+
+@pytest.mark.parametrize("fault, file", [(truncate, "G.safetensors"), (flip_byte, "D.safetensors"),
+                                         (flip_byte, "state.json")])
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_resumes_from_the_one_before(
+        tmp_path, straight, caplog, capsys, fault, file):
+    train(*tiny_pair(), SolidSource(), resumable_config(tmp_path))
+    newest = tmp_path / "checkpoints" / "checkpoint-0000000016"
+    fault(newest / file)
+    capsys.readouterr()
+    result = train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, resume=True))
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"{newest}: damaged checkpoint ({file}: ") and warning.endswith("skipped and removed")
+    assert f"resumed from {newest.parent / 'checkpoint-0000000008'} at kimg 0.008" in capsys.readouterr().out
+    assert_same_weights(result, straight)
+    assert sorted(p.name for p in newest.parent.iterdir()) == ["checkpoint-0000000008", "checkpoint-0000000016"]
+
+
+def test_with_no_intact_checkpoint_the_run_starts_again(tmp_path, straight, caplog, capsys):
+    train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, kimg=0.008))
+    truncate(tmp_path / "checkpoints" / "checkpoint-0000000008" / "G_ema.safetensors")
+    capsys.readouterr()
+    result = train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, resume=True))
+    assert f"no intact checkpoint under {tmp_path / 'checkpoints'}: starting the run again" in capsys.readouterr().out
+    assert "checkpoint-0000000008: damaged checkpoint (G_ema.safetensors" in caplog.text
+    assert_same_weights(result, straight)
+
+
+def test_an_explicit_damaged_checkpoint_is_an_error_naming_the_file_before_any_work(tmp_path):
+    train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, kimg=0.008))
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-0000000008"
+    flip_byte(checkpoint / "optimizers.pt")
+    steps = []
+    config = replace(resumable_config(tmp_path), resume_from_checkpoint=str(checkpoint))
+    with pytest.raises(CocktailError, match=rf"^{checkpoint}: damaged checkpoint \(optimizers\.pt: its content "
+                                            r"differs from the recorded SHA-256\); resume from an intact one, or "
+                                            r"'latest'$"):
+        train(*tiny_pair(), SolidSource(), config, g_penalty=lambda G: steps.append(1) or torch.zeros([]))
+    assert not steps and checkpoint.is_dir()  # nothing trained, nothing removed
+
+
+def test_a_checkpoint_from_before_records_listed_files_still_resumes(tmp_path, straight):
+    train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, kimg=0.008))
+    state = tmp_path / "checkpoints" / "checkpoint-0000000008" / STATE_FILE
+    recorded = json.loads(state.read_text())
+    state.write_text(json.dumps({k: v for k, v in recorded.items() if k not in ("files", "record_sha256")}))
+    assert_same_weights(train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, resume=True)), straight)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_the_run_resumes_exactly(tmp_path, straight, monkeypatch):
+    disk = FullDisk("checkpoint-0000000016").install(monkeypatch)
+    with pytest.raises(CocktailError) as raised:
+        train(*tiny_pair(), SolidSource(), resumable_config(tmp_path))
+    message = str(raised.value)
+    assert disk.failures == 1 and "\n" not in message
+    assert re.fullmatch(rf"could not write the checkpoint {tmp_path}/checkpoints/checkpoint-0000000016 "
+                        rf"\({re.escape(DISK_FULL)}\); [0-9.]+ (bytes|KiB|MiB|GiB|TiB) free there; run it again "
+                        r"with --resume_from_checkpoint latest to resume", message), message
+    assert leftovers(tmp_path) == [] and latest_checkpoint(tmp_path).name == "checkpoint-0000000008"
+    disk.free_space()
+    assert_same_weights(train(*tiny_pair(), SolidSource(), resumable_config(tmp_path, resume=True)), straight)
 
 
 def run_worker(output_dir, *args, expect):
@@ -275,3 +360,24 @@ def test_train_source_script_writes_a_loadable_model(tmp_path):
     missing = subprocess.run([*command[:3], str(tmp_path / "nothing"), *command[4:]], cwd=REPO,
                              env=SINGLE_THREAD, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "nothing" in missing.stderr
+
+
+def test_a_full_disk_while_train_source_writes_its_model_says_how_to_go_on(tmp_path, monkeypatch):
+    from cocktail.union import UnionModel
+
+    write_toy_images(tmp_path / "shapes")
+    out, script = tmp_path / "model", load_script("train_source")
+    args = ["--data_dir", str(tmp_path / "shapes"), "--output_dir", str(out), "--preset", "tiny", "--resolution",
+            "32", "--kimg", "0.008", "--batch_size", "4", "--checkpointing_kimg", "0.008", "--no_progress",
+            "--cpu_threads", "1"]
+    disk = FullDisk(".tmp-model-").install(monkeypatch)
+    with pytest.raises(CocktailError, match=rf"^could not write the model folder {out} \({re.escape(DISK_FULL)}\); "
+                                            r".+ free there; run it again with --resume_from_checkpoint latest to "
+                                            r"go on from checkpoint-0000000008$"):
+        script.main(args)
+    assert not out.exists() and leftovers(tmp_path) == []
+    disk.free_space()
+    assert script.main([*args, "--resume_from_checkpoint", "latest"]) == 0
+    trained = load_file(tmp_path / "model-training" / "checkpoints" / "checkpoint-0000000008" / "G_ema.safetensors")
+    saved = UnionModel.from_pretrained(out).generator.state_dict()
+    assert all(torch.equal(saved[k], trained[k]) for k in trained)

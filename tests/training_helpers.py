@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import torch
 
 from cocktail.networks import Discriminator, Generator
 from cocktail.sources import Source
 from cocktail.training import TrainingConfig
-from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS
+from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
 
 RED = (1.0, -1.0, -0.5)
+COLOURS = {"red": (0.8, -0.8, -0.8), "green": (-0.8, 0.8, -0.8), "blue": (-0.8, -0.8, 0.8)}
+# Fast settings for tiny models: a few hundred steps must be enough for classes to separate.
+FAST = dict(batch_size=8, g_lr=0.02, d_lr=0.02, r1_interval=4, pl_weight=0.0, style_mixing_prob=0.0,
+            ema_kimg=0.05, progress=False)
+
+
+def colour_source(name: str, seed: int, folder: Path) -> Path:
+    """A tiny GAN whose images are (almost) one solid colour: the last ToRGB bias sets it."""
+    torch.manual_seed(seed)
+    G, D = Generator(**TINY_G_KWARGS), Discriminator(**TINY_D_KWARGS)
+    with torch.no_grad():
+        for block in G.synthesis.blocks():
+            block.torgb.weight.mul_(0.1)
+            block.torgb.bias.zero_()
+        G.synthesis.b32.torgb.bias.copy_(torch.tensor(COLOURS[name]))
+    return UnionModel(G, D, [name]).save_pretrained(folder / name, write_card=False)
+
+
+def mean_colour(model: UnionModel, label, seeds=range(16)) -> torch.Tensor:
+    return model.generate(label, seeds).mean(dim=[0, 2, 3])
 
 
 def tiny_pair(seed: int = 0, c_dim: int = 0, **d_changes) -> tuple[Generator, Discriminator]:

@@ -1,7 +1,7 @@
 """GAN training: StyleGAN2's objective (loss.py), scheduled by one loop (loop.py) on 1 to N processes
 (distributed.py), saved and resumed through checkpoint folders (checkpoint.py), set up by a config (config.py)."""
 
-from .checkpoint import CHECKPOINTS_DIR, STATE_FILE, latest_checkpoint
+from .checkpoint import CHECKPOINTS_DIR, STATE_FILE, checked_checkpoint, latest_checkpoint
 from .config import TrainingConfig, apply_rules, check_minibatch_groups, effective_ema_rampup, number_rule
 from .loop import TrainResult, train
 
@@ -12,6 +12,7 @@ __all__ = [
     "TrainingConfig",
     "apply_rules",
     "check_minibatch_groups",
+    "checked_checkpoint",
     "effective_ema_rampup",
     "latest_checkpoint",
     "number_rule",

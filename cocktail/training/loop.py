@@ -38,17 +38,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import CocktailError
+from ..errors import CocktailError, first_line
+from ..files import remove_leftovers, saving
 from ..networks import Discriminator, Generator
 from .checkpoint import (
     CHECKPOINTS_DIR,
     Checkpoint,
+    checked_checkpoint,
     checkpoint_folder,
-    find_checkpoint,
     latest_checkpoint,
-    load_checkpoint,
+    newest_readable_checkpoint,
     process_rng_state,
     prune_checkpoints,
+    read_checkpoint,
     restore_process_rng_state,
     save_checkpoint,
 )
@@ -70,6 +72,9 @@ from .report import ProgressReport, write_sample_grid
 logger = logging.getLogger(__name__)
 
 SAMPLES_DIR = "samples"
+# What the messages of a stopped or failed run say to do next, unless the caller knows better (a merge resumes
+# when its command is run again).
+RESUME_HINT = "run it again with --resume_from_checkpoint latest to resume"
 # Skipped float16 steps in a row before a run counts as diverged: by then the loss scale has halved
 # from 2^16 to 2^-16, so no overflow is left to blame.
 MAX_SKIPPED_STEPS = 32
@@ -89,13 +94,14 @@ def train(G: Generator, D: Discriminator, source, config: TrainingConfig, *, acc
           G_ema: Generator | None = None, class_names: Sequence[str] | None = None,
           frozen_d_prefixes: Sequence[str] = (), g_penalty: Callable[[Generator], torch.Tensor] | None = None,
           d_penalty: Callable[[Discriminator], torch.Tensor] | None = None,
-          description: str = "train") -> TrainResult:
+          description: str = "train", resume_hint: str = RESUME_HINT) -> TrainResult:
     """Train ``G`` and ``D`` on ``source`` for ``config.kimg`` thousand images (global count).
 
     G parameters with ``requires_grad=False`` stay fixed, and so do D parameters whose names start
     with one of ``frozen_d_prefixes`` (Freeze-D). ``g_penalty(G)`` / ``d_penalty(D)`` are added to
     every main G / D loss (EWC). Returns the models unwrapped on the accelerator's device; saving
-    them is the caller's job (checkpoints under ``output_dir/checkpoints`` are for resuming).
+    them is the caller's job (checkpoints under ``output_dir/checkpoints`` are for resuming). ``resume_hint``
+    ends the messages of a run stopped by a signal or a failed save: how to go on.
     """
     if accelerator is None:
         from accelerate import Accelerator
@@ -108,15 +114,16 @@ def train(G: Generator, D: Discriminator, source, config: TrainingConfig, *, acc
                             f"{accelerator.num_processes}; on CPUs launch with `ACCELERATE_USE_CPU=true "
                             "accelerate launch --multi_gpu --num_processes N ...`")
     return TrainingRun(G, D, G_ema, source, config, accelerator, class_names, tuple(frozen_d_prefixes),
-                       g_penalty, d_penalty, description).run()
+                       g_penalty, d_penalty, description, resume_hint).run()
 
 
 class TrainingRun:
     """One run's networks, optimizers, RNGs and counters; ``run()`` trains them to the end."""
 
     def __init__(self, G, D, G_ema, source, config: TrainingConfig, accelerator, class_names,
-                 frozen_d_prefixes: tuple[str, ...], g_penalty, d_penalty, description: str):
+                 frozen_d_prefixes: tuple[str, ...], g_penalty, d_penalty, description: str, resume_hint: str):
         self.config, self.accelerator, self.description = config, accelerator, description
+        self.resume_hint = resume_hint
         self.device = accelerator.device
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.is_main_process = accelerator.is_main_process
@@ -162,6 +169,9 @@ class TrainingRun:
         self.reals = RealsAhead(self.source, self.process_batch, self.device, source_generator)
         if self.world > 1:
             broadcast_weights(self._networks().values())
+        if self.is_main_process:  # what saves killed in a previous run left
+            for folder in (CHECKPOINTS_DIR, SAMPLES_DIR):
+                remove_leftovers(self.output_dir / folder)
         if config.resume_from_checkpoint is not None:
             self._resume(config.resume_from_checkpoint)
 
@@ -339,17 +349,31 @@ class TrainingRun:
                 images_seen=self.images_seen, step=self.step, world_size=self.world,
                 device_type=self.device.type, optimizers=optimizers, pl_mean=self.path_length.mean,
                 shared_generator=self.shared_draws.generator.get_state(), rng_states=rng_states,
-                description=self.description, config=self.config.to_json()))
-            prune_checkpoints(folder.parent, self.config.checkpoints_total_limit)
+                description=self.description, config=self.config.to_json()), self.resume_hint)
+            prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit)
         self.accelerator.wait_for_everyone()
         return folder
 
     def _resume(self, spec: str) -> None:
-        folder = find_checkpoint(spec, self.output_dir)
-        if folder is None:
-            self.accelerator.print(f"no checkpoint under {self.output_dir / CHECKPOINTS_DIR}: starting a new run")
-            return
-        saved = load_checkpoint(folder, self._networks(), self.device)
+        """Go on from ``spec``: an explicit checkpoint, which must be intact, or "latest", the newest intact one
+        (damaged newer ones are skipped, and with none intact the run starts again)."""
+        if spec == "latest":
+            any_found = latest_checkpoint(self.output_dir) is not None
+            found = newest_readable_checkpoint(self.output_dir, self.device, self.is_main_process)
+            if found is None:
+                where = self.output_dir / CHECKPOINTS_DIR
+                self.accelerator.print(f"no intact checkpoint under {where}: starting the run again" if any_found
+                                       else f"no checkpoint under {where}: starting a new run")
+                return
+            folder, weights, saved = found
+        else:
+            folder = checked_checkpoint(spec)
+            weights, saved = read_checkpoint(folder, self.device)
+        try:
+            for name, network in self._networks().items():
+                network.load_state_dict(weights[name])
+        except RuntimeError as err:
+            raise CocktailError(f"{folder}: cannot resume from this checkpoint ({first_line(err)})") from None
         self.g_optimizer.load_state_dict(saved.optimizers["G"])
         self.d_optimizer.load_state_dict(saved.optimizers["D"])
         if self.scaler is not None and saved.optimizers.get("scaler"):
@@ -372,13 +396,14 @@ class TrainingRun:
 
     def _write_grid(self) -> None:
         if self.is_main_process:
-            write_sample_grid(self.G_ema, self.output_dir / SAMPLES_DIR, self.images_seen,
-                              self.config.grid_seeds_per_class)
+            folder = self.output_dir / SAMPLES_DIR
+            with saving(f"a sample grid into {folder}", folder, self.resume_hint):
+                write_sample_grid(self.G_ema, folder, self.images_seen, self.config.grid_seeds_per_class)
 
     def _stop(self, checkpoint: Path):
         signum = self.stop_signals.received
         self.accelerator.print(f"{signal.Signals(signum).name} received at kimg {self.images_seen / 1000:g}: "
-                               f"checkpoint saved to {checkpoint}; resume with --resume_from_checkpoint latest")
+                               f"checkpoint saved to {checkpoint}; {self.resume_hint}")
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)

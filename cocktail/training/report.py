@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..files import replace_file
 from ..networks import Generator
 from ..sampling import class_grid
 from .config import TrainingConfig
@@ -66,7 +67,9 @@ def _start_trackers(accelerator, config: TrainingConfig, description: str) -> li
 
 
 def write_sample_grid(G_ema: Generator, folder: Path, images_seen: int, seeds_per_class: int) -> None:
-    """G_ema's samples for fixed seeds, one row per class, as ``folder/kimg<kimg>.png``."""
+    """G_ema's samples for fixed seeds, one row per class, as ``folder/kimg<kimg>.png`` (written whole or not
+    at all, so a killed run leaves no half image)."""
     folder.mkdir(parents=True, exist_ok=True)
     grid = class_grid(G_ema, max(G_ema.c_dim, 1), range(seeds_per_class))
-    grid.save(folder / f"kimg{images_seen / 1000:010.3f}.png")
+    path = folder / f"kimg{images_seen / 1000:010.3f}.png"
+    replace_file(path, lambda temporary: grid.save(temporary, format="PNG"))

@@ -1,0 +1,94 @@
+"""scripts/compare.py: variants, equal budgets, resumable cells, tables and the budget plot on any sources."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from PIL import Image
+from script_loader import load_script
+from training_helpers import COLOURS, FAST, colour_source
+
+from cocktail.comparison import Comparison, collect, parse_variant, run_comparison, stage_lengths
+from cocktail.errors import CocktailError
+
+
+def test_a_variant_is_a_method_with_settings_of_its_own():
+    variant = parse_variant("cond=cocktail:conditional_rooting=true,class_percentages=[1, 2]")
+    assert (variant.name, variant.method, variant.roots) == ("cond", "cocktail", True)
+    assert variant.settings == {"conditional_rooting": True, "class_percentages": [1, 2]}
+    assert parse_variant("ewc") == parse_variant("ewc=ewc") and not parse_variant("ewc").roots
+    with pytest.raises(CocktailError, match="unknown method 'soup'"):
+        parse_variant("x=soup")
+    with pytest.raises(CocktailError, match="option 'lr' is not key=value"):
+        parse_variant("x=transfer:lr")
+
+
+@pytest.mark.parametrize("num_sources", [2, 3, 4])
+def test_every_variant_spends_the_same_total_under_the_total_protocol(num_sources):
+    for text in ("transfer", "ewc", "cocktail", "cocktail_distill", "average"):
+        lengths = stage_lengths(parse_variant(text), num_sources, 24.0, 1 / 3, "total")
+        stages = num_sources - 1 if parse_variant(text).roots else 0
+        assert lengths["root_kimg"] * stages + lengths["merge_kimg"] == pytest.approx(24.0)
+    # The other reading of the paper: the baselines get only the rooting methods' merge stage.
+    assert stage_lengths(parse_variant("transfer"), num_sources, 24.0, 1 / 3, "merge_stage")["merge_kimg"] == 16.0
+
+
+def colour_extractor(images: torch.Tensor) -> np.ndarray:
+    """A cheap stand-in for Inception: each image's mean and spread per channel."""
+    pixels = images.float().flatten(2) / 255
+    return torch.cat([pixels.mean(2), pixels.std(2)], dim=1).numpy().astype(np.float32)
+
+
+@pytest.fixture
+def two_colours(tmp_path):
+    """Two colour sources and, per class, a folder of 'real' images of its colour."""
+    names = list(COLOURS)[:2]
+    sources = [str(colour_source(name, seed, tmp_path / "sources")) for seed, name in enumerate(names)]
+    real = {}
+    for name in names:
+        folder = tmp_path / "real" / name
+        folder.mkdir(parents=True)
+        rgb = [round((v + 1) * 127.5) for v in COLOURS[name]]
+        for i in range(8):
+            Image.new("RGB", (32, 32), tuple(min(255, c + 3 * i) for c in rgb)).save(folder / f"{i}.png")
+        real[name] = str(folder)
+    return sources, real
+
+
+def test_a_comparison_runs_its_cells_once_and_reports_them(two_colours, tmp_path):
+    sources, real = two_colours
+    comparison = Comparison(sources=sources, real=real, variants=[parse_variant("transfer"),
+                                                                  parse_variant("cocktail")],
+                            budgets=[0.048], seeds=[0, 1], output_dir=tmp_path / "compare", num_samples=8,
+                            num_real=8, training={k: v for k, v in FAST.items() if k != "progress"},
+                            diagnose=True, scoring={"extractor": colour_extractor, "cache_dir": tmp_path / "cache"})
+    text, records = run_comparison(comparison, Accelerator(cpu=True), log=lambda *_: None)
+    assert len(records) == 4 and "4 of 4 cells" in text
+    cocktail = next(r for r in records if r["variant"] == "cocktail")
+    assert cocktail["kimg"] == {"root-green": pytest.approx(0.016), "merge": pytest.approx(0.032)}
+    transfer = next(r for r in records if r["variant"] == "transfer")
+    assert transfer["kimg"] == {"transfer": pytest.approx(0.048)}  # the same total, in one stage
+    assert set(cocktail["diagnosis"]["rooted"]) == {"green"} and set(cocktail["diagnosis"]["average"]) >= {"red"}
+    assert cocktail["diagnosis"]["checkpoints"]  # the final stage scored along the way
+    assert "± " in text and "| 0.048 kimg | union |" in text and "## Diagnosis" in text
+    assert (tmp_path / "compare" / "budget.png").stat().st_size > 1000
+    # A second run trains nothing: every finished cell is read back.
+    marker = comparison.cell_folder(0.048, parse_variant("transfer"), 0) / "result.json"
+    stamp = marker.stat().st_mtime_ns
+    again, _ = run_comparison(comparison, Accelerator(cpu=True), log=lambda *_: None)
+    assert marker.stat().st_mtime_ns == stamp and again == text
+    assert json.loads((tmp_path / "compare" / "results.json").read_text())["cells"] == collect(comparison)
+
+
+def test_compare_script_refuses_bad_input_before_training(two_colours, tmp_path, capsys):
+    sources, real = two_colours
+    compare = load_script("compare")
+    with pytest.raises(SystemExit):
+        compare.parse_args([*sources, "--real", "red"])
+    assert "'red' is not class=folder" in capsys.readouterr().err
+    with pytest.raises(CocktailError, match=r"real image folder\(s\) not found: green=nowhere"):
+        compare.main([*sources, "--real", f"red={real['red']}", "--real", "green=nowhere",
+                      "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
