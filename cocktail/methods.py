@@ -115,9 +115,12 @@ class MergePlan:
 
     ingredients: list[Ingredient]
     root: int = 0
-    method: str = "cocktail"
+    # TransferGAN by default: at every budget measured (24-192 kimg, RESULTS.md) it gave a better union than
+    # GAN Cocktail and our variants. 48 kimg is what the default merge of three sources always spent
+    # (8 + 8 rooting + 32 merging); methods that root add root_kimg per non-root source to merge_kimg.
+    method: str = "transfer"
     root_kimg: float = 8.0
-    merge_kimg: float = 32.0
+    merge_kimg: float = 48.0
     training: TrainingConfig = field(default_factory=lambda: TrainingConfig(**MERGE_TRAINING))
     truncation: float = 1.0  # sources are sampled without truncation, as in the paper
     # EWC (Li et al. 2020) weights of the penalty on G's mapping, G's synthesis and D, and the number of

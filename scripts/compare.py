@@ -41,8 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--budgets", nargs="+", type=float, default=[24.0], help="total kimg per merge (default: 24)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(default: 0 1 2)")
     p.add_argument("--root_share", type=float, default=1 / 3,
-                   help="share of the budget that methods which root spend rooting (default: 1/3, as the merge "
-                        "defaults 8 + 8 + 32 kimg)")
+                   help="share of the budget that methods which root spend rooting (default: 1/3: for three sources "
+                        "8 + 8 kimg of rooting and 32 of merging, the paper-method merge this project shipped first)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="total",
                    help="total: every variant spends the whole budget; merge_stage: the baselines get only the "
                         "rooting methods' merge stage (default: total)")

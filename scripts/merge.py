@@ -26,8 +26,9 @@ from cocktail.training import TrainingConfig  # noqa: E402
 # Merge settings: flag → help. Their defaults come from MergePlan (through the recipe's DEFAULTS), the one
 # place they are defined.
 PLAN_FLAGS = {
-    "root_kimg": "training length of each rooting stage, in thousands of images",
-    "merge_kimg": "training length of the merged model's fine-tuning (and of every baseline)",
+    "root_kimg": "training length of each rooting stage (methods that root), in thousands of images",
+    "merge_kimg": "training length of the final stage: all of a method that does not root, the merged "
+                  "model's fine-tuning after rooting",
     "truncation": "truncation psi used to sample the sources (paper: 1.0)",
     "ewc_g_mapping": "EWC: penalty weight on G's mapping network",
     "ewc_g_synthesis": "EWC: penalty weight on G's synthesis network",

@@ -106,16 +106,16 @@ def test_each_default_is_defined_once_and_told_the_same_everywhere():
     assert plan.training.ema_rampup == "auto"
     parser = load_script("merge").build_parser()
     parser_help = " ".join(parser.format_help().split())
-    assert f"rooting stage, in thousands of images (default: {plan.root_kimg:g})" in parser_help
-    assert f"(and of every baseline) (default: {plan.merge_kimg:g})" in parser_help
+    assert f"in thousands of images (default: {plan.root_kimg:g})" in parser_help
+    assert f"fine-tuning after rooting (default: {plan.merge_kimg:g})" in parser_help
     method_flag = next(a for a in parser._actions if a.dest == "method")
     assert tuple(method_flag.choices) == tuple(MERGE_METHODS)
     readme = (ROOT / "README.md").read_text()
     example = yaml.safe_load(re.search(r"A recipe \(`--config`\).*?```yaml\n(.*?)```", readme, re.S).group(1))
     assert example["root_kimg"] == plan.root_kimg and example["merge_kimg"] == plan.merge_kimg
     assert example["method"] == plan.method
-    baselines_line = next(line for line in readme.splitlines() if "--method transfer" in line)
-    assert set(re.findall(r"\w+", baselines_line)) >= set(MERGE_METHODS) - {"cocktail"}
+    methods_line = next(line for line in readme.splitlines() if "scripts/merge.py --method" in line)
+    assert set(re.findall(r"\w+", methods_line)) >= set(MERGE_METHODS)
 
 
 def test_auto_ema_rampup_is_on_only_where_it_still_matters():
