@@ -273,6 +273,19 @@ def report(comparison: Comparison, records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def draw_fid_curves(axis, curves: dict[str, dict[float, list[float]]], dashed: frozenset[str] = frozenset()) -> None:
+    """One line per label on a log2 kimg axis: at each budget the mean FID over its values (one per seed), sd as
+    error bars; budgets without values are left out."""
+    for label, points in curves.items():
+        budgets = sorted(b for b, values in points.items() if values)
+        if budgets:
+            values = [points[b] for b in budgets]
+            axis.errorbar(budgets, [statistics.mean(v) for v in values],
+                          yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values], marker="o",
+                          capsize=3, label=label, linestyle="--" if label in dashed else "-")
+    axis.set_xscale("log", base=2)
+
+
 def budget_plot(comparison: Comparison, records: list[dict], path: Path) -> Path:
     """Union FID vs total kimg, one line per variant, mean with sd error bars over seeds."""
     import matplotlib
@@ -283,18 +296,10 @@ def budget_plot(comparison: Comparison, records: list[dict], path: Path) -> Path
     scopes = ["union", *comparison.real]
     fig, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 3.6), squeeze=False)
     for axis, scope in zip(axes[0], scopes, strict=True):
-        for variant in comparison.variants:
-            points = []
-            for budget in comparison.budgets:
-                values = [r["real"]["scores"][scope]["fid"] for r in records
-                          if r["budget"] == budget and r["variant"] == variant.name]
-                if values:
-                    points.append((budget, statistics.mean(values),
-                                   statistics.stdev(values) if len(values) > 1 else 0.0))
-            if points:
-                xs, ys, es = zip(*points, strict=True)
-                axis.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=variant.name)
-        axis.set_xscale("log", base=2)
+        curves = {variant.name: {budget: [r["real"]["scores"][scope]["fid"] for r in records
+                                          if r["budget"] == budget and r["variant"] == variant.name]
+                                 for budget in comparison.budgets} for variant in comparison.variants}
+        draw_fid_curves(axis, curves)
         axis.set_xlabel("total kimg")
         axis.set_title(f"{scope}: FID vs real")
     axes[0][0].set_ylabel("FID (lower is better)")

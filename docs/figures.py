@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cocktail.comparison import draw_fid_curves  # noqa: E402
 from cocktail.images import image_grid  # noqa: E402
 from cocktail.union import UnionModel  # noqa: E402
 
@@ -54,17 +54,12 @@ def examples(union_spec: str, num_seeds: int, output: Path) -> None:
 
 def budget(data: Path, output: Path) -> None:
     measured = json.loads(data.read_text())
-    merges, dashed = measured["merges"], set(measured.get("dashed", []))
+    merges, dashed = measured["merges"], frozenset(measured.get("dashed", []))
     figure, axes = plt.subplots(1, len(merges), figsize=(5 * len(merges), 3.8), squeeze=False)
     for axis, (merge, methods) in zip(axes[0], merges.items(), strict=True):
-        for method, points in methods.items():
-            kimg = sorted(points, key=float)
-            values = [points[k] for k in kimg]
-            means = [statistics.mean(v) for v in values]
-            spreads = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            axis.errorbar([float(k) for k in kimg], means, yerr=spreads, marker="o", capsize=3, label=method,
-                          linestyle="--" if method in dashed else "-")
-        axis.set_xscale("log", base=2)
+        curves = {method: {float(kimg): values for kimg, values in points.items()}
+                  for method, points in methods.items()}
+        draw_fid_curves(axis, curves, dashed)
         axis.set_xlabel("total kimg (every method the same)")
         axis.set_title(f"{merge}: union FID vs real", fontsize=10)
     axes[0][0].set_ylabel("FID (lower is better); bars: sd over seeds")

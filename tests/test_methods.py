@@ -20,9 +20,10 @@ from script_loader import load_script
 from training_helpers import COLOURS, FAST, colour_source, mean_colour
 
 from cocktail import methods
+from cocktail.comparison import parse_variant, stage_lengths
 from cocktail.errors import CocktailError
 from cocktail.files import damage
-from cocktail.methods import MERGE_METHODS, STAGE_DONE, MergePlan, load_ingredient, run_merge
+from cocktail.methods import STAGE_DONE, MergePlan, load_ingredient, run_merge
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import DEFAULTS, build_plan, resolve_recipe
 from cocktail.training import TrainingConfig
@@ -83,10 +84,9 @@ def test_the_default_merge_draws_each_class_from_its_own_source_with_a_margin(so
     and at least three quarters of it away from every other source, at 1 and 2 threads (their float sums
     differ). 4.8 kimg in all, split as the comparison splits a budget: at 3.2 the root class still sat at 0.27 of
     the gap from its source at 2 threads, at 1.6 classes were mixed."""
-    method = DEFAULTS["method"]
-    rooting = MERGE_METHODS[method].parents == "rooted"
-    plan = MergePlan([load_ingredient(str(s)) for s in sources], method=method, root_kimg=1.2 if rooting else 0.0,
-                     merge_kimg=2.4 if rooting else 4.8, training=TrainingConfig(**FAST))
+    lengths = stage_lengths(parse_variant(DEFAULTS["method"]), len(sources), 4.8, root_share=1 / 3, protocol="total")
+    plan = MergePlan([load_ingredient(str(s)) for s in sources], method=DEFAULTS["method"], **lengths,
+                     training=TrainingConfig(**FAST))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
