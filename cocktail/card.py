@@ -101,6 +101,15 @@ def _card_body(folder, name, repo_id, class_names, provenance, sources, rows) ->
     lines += ["", "## Provenance"]
     if method:
         lines += ["", f"- method: `{method}`", f"- root: `{root}`"]
+    chain = _extensions(provenance)
+    if chain:
+        lines += ["", "Grown from an existing union (`scripts/merge.py --extend`), newest step first:", ""]
+        for step in chain:
+            earlier = step.get("provenance") or {}
+            specs = [f"`{s.get('spec')}`" for s in earlier.get("sources") or [] if isinstance(s, dict)]
+            how = f", made with `{earlier['method']}`" if earlier.get("method") else ""
+            lines.append(f"- `{step.get('spec')}` (classes {', '.join(map(str, step.get('classes') or []))}{how}"
+                         + (f" from {', '.join(specs)})" if specs else ")"))
     made = provenance.get("produced_by") or {}
     if isinstance(made, dict) and made:
         lines += ["", "How this model was made:", ""]
@@ -121,6 +130,15 @@ def _card_body(folder, name, repo_id, class_names, provenance, sources, rows) ->
     lines += ["", f"Everything above comes from [`{INDEX_FILE}`]({INDEX_FILE}).", "", "## Citation", "",
               "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
+
+
+def _extensions(provenance: dict) -> list[dict]:
+    """The unions this model grew from (``provenance.extends``, each holding the one before), newest first."""
+    chain, step = [], provenance.get("extends")
+    while isinstance(step, dict) and len(chain) < 100:  # a hand-edited file could loop; stop at any length
+        chain.append(step)
+        step = (step.get("provenance") or {}).get("extends")
+    return chain
 
 
 def _is_metric(name: str) -> bool:

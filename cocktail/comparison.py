@@ -126,10 +126,13 @@ class Comparison:
     def recipe(self, budget: float, variant: Variant, seed: int) -> dict:
         lengths = stage_lengths(variant, len(self.sources), budget, self.root_share, self.protocol)
         checkpointing = lengths["merge_kimg"] / 4 if self.diagnose else max(lengths["merge_kimg"] / 4, 4.0)
-        training = {**self.training, "seed": seed, "checkpointing_kimg": checkpointing, "progress": False}
+        settings = dict(variant.settings)
+        # A variant's own training settings (``lr=cocktail:training={g_lr: 0.001}``) go on top of the shared ones.
+        training = {**self.training, **(settings.pop("training", None) or {}), "seed": seed,
+                    "checkpointing_kimg": checkpointing, "progress": False}
         if self.diagnose:
             training["checkpoints_total_limit"] = None  # keep every quarter of the final stage to score it
-        return {"sources": list(self.sources), "method": variant.method, **variant.settings, **lengths,
+        return {"sources": list(self.sources), "method": variant.method, **settings, **lengths,
                 "training": training, "output_dir": str(self.cell_folder(budget, variant, seed))}
 
 

@@ -59,7 +59,7 @@ from .training import (
     number_rule,
     train,
 )
-from .union import UnionModel, average_networks, make_conditional, network_kwargs
+from .union import UnionModel, add_classes, average_networks, make_conditional, network_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +154,13 @@ class MergePlan:
     def merge_method(self) -> MergeMethod:
         return MERGE_METHODS[self.method]
 
+    @property
+    def base_classes(self) -> int:
+        """How many leading sources are the classes of a union being extended (``--extend``); 0 for a fresh
+        merge. Such a union is the root, and its classes are drawn from the union itself."""
+        root = self.root_model
+        return root.generator.c_dim if root is not None else 0
+
     def check_settings(self, world: int = 1) -> None:
         """Every setting that needs no model: checked before any source is loaded."""
         if self.method not in MERGE_METHODS:
@@ -186,10 +193,16 @@ class MergePlan:
             raise CocktailError(f"a merge needs at least 2 sources, got {len(self.ingredients)}")
         for ing in self.ingredients:  # names become folder names: stages/.../root-<name>-…
             check_class_name(ing.name, f"source {ing.spec}")
-        if len(set(self.class_names)) != len(self.class_names):
-            raise CocktailError(f"source names must be unique, got {self.class_names}")
         if not 0 <= self.root < len(self.ingredients):
             raise CocktailError(f"root index {self.root} is out of range for {len(self.ingredients)} sources")
+        if self.root_model is not None and self.base_classes:
+            old = self.class_names[: self.base_classes]
+            for ing in self.ingredients[self.base_classes :]:
+                if ing.name in old:
+                    raise CocktailError(f"class {ing.name!r} is already in the union ({', '.join(old)}); name the "
+                                        f"new source {ing.spec} differently (--names)")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise CocktailError(f"source names must be unique, got {self.class_names}")
         root = self.ingredients[self.root]
         # Even 'scratch' takes the root's architecture, so every method needs a root of ours.
         if root.model is None:
@@ -198,9 +211,8 @@ class MergePlan:
         if root.model.discriminator is None:
             raise CocktailError(f"root {root.name!r} ({root.spec}) has no discriminator; rooting and "
                                 "fine-tuning need one")
-        if root.model.generator.c_dim != 0:
-            raise CocktailError(f"root {root.name!r} ({root.spec}) is conditional; the root must be an "
-                                "unconditional single-domain model")
+        if self.base_classes:
+            self.check_extension()
         check_minibatch_groups(root.model.discriminator, self.training.batch_size, world)
         if self.conditional_rooting and self.merge_method.parents != "rooted":
             raise CocktailError(f"conditional_rooting applies to methods that root their sources, not {self.method!r}")
@@ -208,6 +220,27 @@ class MergePlan:
             raise CocktailError(f"class_percentages has {len(self.class_percentages)} entries for "
                                 f"{len(self.ingredients)} sources")
         self.merge_method.check(self)
+
+    def check_extension(self) -> None:
+        """A conditional root is a union being extended: its classes come first, then the new sources."""
+        root, union = self.ingredients[self.root], self.root_model
+        layout = [(ing.model is union, ing.class_index) for ing in self.ingredients[: self.base_classes]]
+        if self.root != 0 or layout != [(True, i) for i in range(self.base_classes)]:
+            raise CocktailError(f"root {root.name!r} ({root.spec}) is conditional; the root must be an unconditional "
+                                "single-domain model (to add sources to a union: --extend UNION, recipe extend:)")
+        if len(self.ingredients) == self.base_classes:
+            raise CocktailError("--extend needs at least one new source to add to the union")
+        if not self.merge_method.can_extend:
+            usable = ", ".join(name for name, method in MERGE_METHODS.items() if method.can_extend)
+            raise CocktailError(f"method {self.method!r} cannot extend a union (it would not start from it); "
+                                f"use one of {usable}")
+        size = (union.generator.img_resolution, union.generator.img_channels)
+        for ing in self.ingredients[self.base_classes:]:
+            g = ing.model.generator if ing.model is not None else None
+            if g is not None and (g.img_resolution, g.img_channels) != size:
+                raise CocktailError(f"source {ing.name!r} ({ing.spec}) draws {g.img_resolution}×{g.img_resolution} "
+                                    f"px with {g.img_channels} channel(s), the union {size[0]}×{size[0]} px with "
+                                    f"{size[1]}: a union grows only by sources of its own resolution and channels")
 
 
 def plan_defaults() -> dict:
@@ -231,13 +264,15 @@ class MergeMethod:
     name: str  # --method, the recipe's method and the folder stages/<name>/
     title: str  # its name in the paper's tables
     parents: str | None = None
+    can_extend: bool = True  # whether it can grow an existing union (--extend): it must start from the union
 
     def check(self, plan: MergePlan) -> None:
         """Refuse a plan this method cannot run, after MergePlan's own checks and before any training."""
 
     def start(self, G: Generator, D: Discriminator, num_classes: int, seed: int) -> tuple[Generator, Discriminator]:
-        """The final stage's networks, from the root's (when there are no parents)."""
-        return make_conditional(G, D, num_classes, seed=seed)
+        """The final stage's networks, from the root's (when there are no parents); a union being extended
+        keeps its classes and gains the new ones."""
+        return add_classes(G, D, num_classes) if G.c_dim else make_conditional(G, D, num_classes, seed=seed)
 
     def settings(self, plan: MergePlan) -> dict:
         """This method's own settings that decide its result: recorded in the recipe and in its stage's inputs."""
@@ -251,7 +286,7 @@ class MergeMethod:
 
     def roots(self, plan: MergePlan, i: int) -> bool:
         """Whether source ``i`` is rooted, in a stage of its own, before the merge."""
-        return self.parents == "rooted" and i != plan.root and plan.root_kimg > 0
+        return self.parents == "rooted" and i != plan.root and i >= plan.base_classes and plan.root_kimg > 0
 
 
 MERGE_METHODS: dict[str, MergeMethod] = {}  # name → method, registered in the order of the paper's tables
@@ -269,7 +304,7 @@ def register_method(cls: type[MergeMethod]) -> type[MergeMethod]:
 class Scratch(MergeMethod):
     """Randomly initialised conditional networks of the root's architecture, trained on the mixture."""
 
-    name, title = "scratch", "scratch"
+    name, title, can_extend = "scratch", "scratch", False
 
     def start(self, G, D, num_classes, seed):
         torch.manual_seed(seed)
@@ -324,7 +359,7 @@ class FreezeD(Transfer):
 class Average(MergeMethod):
     """Naive averaging of the raw sources (the paper's failure case), made conditional and fine-tuned."""
 
-    name, title, parents = "average", "average", "sources"
+    name, title, parents, can_extend = "average", "average", "sources", False
 
     def check(self, plan):
         reference = network_kwargs(plan.root_model.generator)
@@ -428,7 +463,7 @@ def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, pre
             parents.append(fingerprints[i])
         elif method.roots(plan, i):
             conditional = {"conditional_rooting": {"classes": len(fingerprints), "label": i}} \
-                if plan.conditional_rooting else {}
+                if plan.conditional_rooting or plan.base_classes else {}
             parents.append(_digest(add(f"root-{ing.name}", root=root_fp, source=fingerprints[i], kimg=plan.root_kimg,
                                        **conditional)))
         else:
@@ -476,15 +511,17 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
             replacing = False
         return G, D
 
-    # Conditional rooting (the authors' way): the root extended to n classes first, source i rooted as class i.
-    root_g, root_d = (make_conditional(root.generator, root.discriminator, n, seed=seed) if plan.conditional_rooting
+    # Conditional rooting (the authors' way, and the only way into a union being extended): the root extended to
+    # n classes first, source i rooted as class i.
+    conditional = plan.conditional_rooting or plan.base_classes > 0
+    root_g, root_d = (method.start(root.generator, root.discriminator, n, seed) if conditional
                       else (root.generator, root.discriminator))
 
     def parent(i):  # the networks source i brings to the average
         if method.parents == "sources":
             return plan.ingredients[i].model.generator, plan.ingredients[i].model.discriminator
         if method.roots(plan, i):
-            source = sampler(i, label=i, num_classes=n) if plan.conditional_rooting else sampler(i)
+            source = sampler(i, label=i, num_classes=n) if conditional else sampler(i)
             return stage(copy.deepcopy(root_g), copy.deepcopy(root_d), source)
         return root_g, root_d
 
@@ -510,6 +547,9 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
     }
     if distances is not None:
         provenance["weight_distances"] = distances["summary"]
+    if plan.base_classes:
+        provenance["extends"] = {"spec": plan.ingredients[0].spec.rpartition("#")[0],  # load_union_classes' spec
+                                 "classes": names[: plan.base_classes], "provenance": root.provenance}
     union = UnionModel(G.eval(), D.eval(), names, provenance)
     if main:
         with saving(f"the union model folder {output_dir / 'union'}", output_dir):
@@ -843,7 +883,7 @@ def weight_distances(plan: MergePlan, parents) -> dict:
 
     report = {"layers": {}, "summary": {}}
     for i, ing in enumerate(plan.ingredients):
-        if i == plan.root:
+        if i == plan.root or i < plan.base_classes:
             continue
         entry = {"rooted": per_layer(parents[i][0])} if plan.merge_method.parents == "rooted" else {}
         if ing.model is not None and network_kwargs(ing.model.generator) == network_kwargs(root_g):
@@ -870,29 +910,52 @@ def load_ingredient(spec: str | Spec, name: str | None = None, token=None) -> In
     ``spec#class`` picks one class of a multi-class model.
     """
     spec = parse(spec)
+    opened = _open_model(spec, token)
+    if opened is None:
+        load_source(spec, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
+        return Ingredient(name or _default_name(spec), spec.text, SourceRecord(spec.text).to_dict())
+    model, provenance = opened
+    index = picked_class(model, spec)
+    default = model.class_names[index] if model.num_classes > 1 or model.class_names[0] != "class0" else None
+    return Ingredient(name or default or _default_name(spec), spec.text, provenance, model, index)
+
+
+def load_union_classes(spec: str | Spec, token=None) -> list[Ingredient]:
+    """A union to extend (``--extend``) → one Ingredient per class, all sharing the one loaded model: the
+    union is the root, and each old class is drawn from the union itself."""
+    spec = parse(spec)
+    if spec.class_pick is not None:
+        raise CocktailError(f"--extend {spec.text}: a union is extended as a whole; drop '#{spec.class_pick}'")
+    opened = _open_model(spec, token)
+    if opened is None:
+        raise CocktailError(f"--extend {spec.text}: not a GAN Cocktail / StyleGAN2 model; only a union of ours "
+                            "(a folder, example:, Hub id or .pkl) can be extended")
+    model, provenance = opened
+    if model.generator.c_dim == 0:
+        raise CocktailError(f"--extend {spec.text}: a single-domain model, not a union; merge it as a source "
+                            f"instead (scripts/merge.py {spec.text} NEW_SOURCE …)")
+    return [Ingredient(name, f"{spec.text}#{name}", {**provenance, "spec": f"{spec.text}#{name}"}, model, i)
+            for i, name in enumerate(model.class_names)]
+
+
+def _open_model(spec: Spec, token=None) -> tuple[UnionModel, dict] | None:
+    """Our model behind a spec with its provenance record, or None for a foreign sampler."""
     if spec.kind is Kind.PKL_FILE:
         if not spec.path.is_file():
             raise CocktailError(f"{spec.base}: checkpoint file not found")
         from .convert import load_stylegan2_pkl
 
         networks = load_stylegan2_pkl(spec.path)
-        model = UnionModel(networks["G_ema"], networks["D"])
-        provenance = SourceRecord(spec.text, sha256=file_sha256(spec.path)).to_dict()
-    elif spec.kind in (Kind.EXAMPLE, Kind.FOLDER):
-        model = UnionModel.from_pretrained(spec.base)
-        provenance = SourceRecord(spec.text).to_dict()
-    elif spec.on_the_hub:
+        record = SourceRecord(spec.text, sha256=file_sha256(spec.path)).to_dict()
+        return UnionModel(networks["G_ema"], networks["D"]), record
+    if spec.kind in (Kind.EXAMPLE, Kind.FOLDER):
+        return UnionModel.from_pretrained(spec.base), SourceRecord(spec.text).to_dict()
+    if spec.on_the_hub:
         from .hub import resolve
 
         resolved = resolve(spec, token=token)
-        model = UnionModel.from_pretrained(resolved.local_path)
-        provenance = resolved.provenance()
-    else:
-        load_source(spec, 32, device="cpu")  # fail now, not after hours of rooting, if it cannot be loaded
-        return Ingredient(name or _default_name(spec), spec.text, SourceRecord(spec.text).to_dict())
-    index = picked_class(model, spec)
-    default = model.class_names[index] if model.num_classes > 1 or model.class_names[0] != "class0" else None
-    return Ingredient(name or default or _default_name(spec), spec.text, provenance, model, index)
+        return UnionModel.from_pretrained(resolved.local_path), resolved.provenance()
+    return None
 
 
 def _default_name(spec: Spec) -> str:

@@ -6,6 +6,7 @@ A recipe names everything a merge depends on, so it is also what provenance reco
       - example:trouser           # TorchScript files or module:function samplers
       - {spec: org/cats@v1.0, name: cat}
     root: trouser                 # a source name or index (default: the first)
+    # extend: org/union           # instead of root: the sources become new classes of this union
     method: cocktail              # or average, scratch, transfer, ewc, freeze_d
     root_kimg: 8                  # defaults: MergePlan's (cocktail.methods), the one definition
     merge_kimg: 32
@@ -25,7 +26,7 @@ import yaml
 
 from .assets import PREFIX
 from .errors import CocktailError, first_line
-from .methods import MERGE_TRAINING, MergePlan, load_ingredient, plan_defaults
+from .methods import MERGE_TRAINING, MergePlan, load_ingredient, load_union_classes, plan_defaults
 from .specs import with_options
 from .training import TrainingConfig
 
@@ -33,7 +34,8 @@ from .training import TrainingConfig
 # 2-core CPU in about ten minutes.
 DEFAULT_SOURCES = [f"{PREFIX}trouser", f"{PREFIX}sneaker", f"{PREFIX}bag"]
 DEFAULTS = {
-    "sources": DEFAULT_SOURCES,
+    "sources": None,  # DEFAULT_SOURCES for a fresh merge
+    "extend": None,
     "names": None,
     "root": None,
     **plan_defaults(),
@@ -88,7 +90,8 @@ def source_entries(recipe: dict) -> list[tuple[str, str | None]]:
     A mapping's other keys are source options (``{spec: faces.ts, z_dim: 100}``), folded into the spec
     string (``faces.ts?z_dim=100``) that loads the source and that provenance records."""
     entries = []
-    for item in recipe["sources"]:
+    sources = recipe["sources"] if recipe["sources"] is not None else [] if recipe.get("extend") else DEFAULT_SOURCES
+    for item in sources:
         if isinstance(item, str):
             entries.append((item, None))
         elif isinstance(item, dict) and isinstance(item.get("spec"), str):
@@ -113,7 +116,12 @@ def build_plan(recipe: dict, token=None, world: int = 1) -> MergePlan:
     settings = {key: recipe[key] for key in plan_defaults()}
     draft = MergePlan(ingredients=[], training=training, **settings)
     draft.check_settings(world)
-    ingredients = [load_ingredient(spec, name, token=token) for spec, name in source_entries(recipe)]
+    base = []
+    if recipe["extend"] is not None:
+        if recipe["root"] is not None:
+            raise CocktailError("root does not apply to --extend: the union being extended is the root")
+        base = load_union_classes(recipe["extend"], token=token)
+    ingredients = base + [load_ingredient(spec, name, token=token) for spec, name in source_entries(recipe)]
     plan = replace(draft, ingredients=ingredients, root=root_index(recipe["root"], [ing.name for ing in ingredients]))
     plan.validate(world)
     return plan

@@ -201,6 +201,33 @@ def make_conditional(generator: Generator, discriminator: Discriminator | None, 
     return new_g.eval(), (new_d.eval() if new_d is not None else None)
 
 
+def add_classes(generator: Generator, discriminator: Discriminator | None, num_classes: int):
+    """Give K-class networks ``num_classes - K`` more classes; the K classes draw and score exactly as before.
+
+    Only the class embeddings (G's and D's ``mapping.embed``) grow. A new class's embedding starts at the
+    mean of the old ones (no class favoured, nothing random), and the old columns are rescaled because the
+    layer's run-time gain 1/sqrt(fan_in) shrinks as the number of classes grows.
+    """
+    old_classes = generator.c_dim
+    if old_classes == 0 or (discriminator is not None and discriminator.c_dim != old_classes):
+        raise CocktailError("add_classes expects conditional networks; use make_conditional for unconditional ones")
+    if num_classes <= old_classes:
+        raise CocktailError(f"add_classes: the networks already have {old_classes} classes, asked for {num_classes}")
+
+    def grown(network):
+        with torch.random.fork_rng(devices=[]):  # every weight is set below: leave the global RNG as it was
+            bigger = type(network)(**network_kwargs(network, c_dim=num_classes)).to(network.device)
+        state = network.state_dict()
+        with torch.no_grad():
+            old = state["mapping.embed.weight"] * math.sqrt(num_classes / old_classes)
+            mean = old.mean(dim=1, keepdim=True)
+            state["mapping.embed.weight"] = torch.cat([old, mean.expand(-1, num_classes - old_classes)], dim=1)
+        bigger.load_state_dict(state)
+        return bigger.eval()
+
+    return grown(generator), (grown(discriminator) if discriminator is not None else None)
+
+
 def network_kwargs(network: Generator | Discriminator, **changes) -> dict:
     """The constructor arguments of a network (its config without diffusers' bookkeeping)."""
     return {**{k: v for k, v in network.config.items() if not k.startswith("_")}, **changes}

@@ -3,6 +3,7 @@
     accelerate launch scripts/merge.py                       # the embedded example sources
     accelerate launch scripts/merge.py org/cats@v1 org/dogs ./cars-model --root cats
     accelerate launch scripts/merge.py --config recipe.yaml --push_to_hub --hub_model_id me/union
+    accelerate launch scripts/merge.py --extend example:union example:dress   # one more class for a union
 
 Multi-GPU and multi-node come from ``accelerate launch`` itself.
 """
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML recipe; flags given here override it")
     p.add_argument("--names", nargs="+", help="class name of each source (default: the sources' own names)")
     p.add_argument("--root", help="name or index of the root source (default: the first)")
+    p.add_argument("--extend", metavar="UNION",
+                   help="grow this union instead of merging from scratch: the sources become new classes, the union "
+                        "is the root (its classes are not re-rooted and are drawn from the union itself)")
     p.add_argument("--method", choices=list(MERGE_METHODS), help=f"(default: {DEFAULTS['method']})")
     for flag, text in PLAN_FLAGS.items():
         p.add_argument(f"--{flag}", type=type(DEFAULTS[flag]), help=f"{text} (default: {DEFAULTS[flag]:g})")
@@ -87,7 +91,8 @@ def parse_args(argv=None):
 def flag_layer(args) -> dict:
     """The recipe keys the command line sets explicitly."""
     return {
-        "sources": args.sources or None, "names": args.names, "root": args.root, "method": args.method,
+        "sources": args.sources or None, "names": args.names, "root": args.root, "extend": args.extend,
+        "method": args.method,
         **{flag: getattr(args, flag) for flag in PLAN_FLAGS}, "conditional_rooting": args.conditional_rooting,
         "class_percentages": args.class_percentages, "distill_teachers": args.distill_teachers,
         "overwrite_output_dir": args.overwrite_output_dir,
@@ -114,7 +119,10 @@ def main(argv=None) -> int:
     log = accelerator.print
     started = time.time()
     plan = build_plan(recipe, token=args.hub_token, world=accelerator.num_processes)
-    log(f"merging {len(plan.ingredients)} sources with '{plan.method}' (root: {plan.class_names[plan.root]}) "
+    what = (f"extending the union {recipe['extend']} ({', '.join(plan.class_names[: plan.base_classes])}) by "
+            f"{', '.join(plan.class_names[plan.base_classes :])}" if plan.base_classes else
+            f"merging {len(plan.ingredients)} sources")
+    log(f"{what} with '{plan.method}' (root: {plan.class_names[plan.root]}) "
         f"on {accelerator.num_processes} process(es), {accelerator.device}"
         + (f", {threads} CPU threads each" if threads else ""))
     from cocktail.methods import run_merge

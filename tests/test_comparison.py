@@ -25,6 +25,15 @@ def test_a_variant_is_a_method_with_settings_of_its_own():
         parse_variant("x=transfer:lr")
 
 
+def test_a_variants_training_settings_go_on_top_of_the_shared_ones(tmp_path):
+    variant = parse_variant("slow=cocktail:training={g_lr: 0.001, d_lr: 0.001}")
+    comparison = Comparison(["example:trouser", "example:sneaker"], {}, [variant], [24.0], [5], tmp_path,
+                            training={"batch_size": 16, "g_lr": 0.002})
+    training = comparison.recipe(24.0, variant, 5)["training"]
+    assert training["g_lr"] == training["d_lr"] == 0.001
+    assert training["batch_size"] == 16 and training["seed"] == 5  # the shared settings and the cell's seed stay
+
+
 @pytest.mark.parametrize("num_sources", [2, 3, 4])
 def test_every_variant_spends_the_same_total_under_the_total_protocol(num_sources):
     for text in ("transfer", "ewc", "cocktail", "cocktail_distill", "average"):
