@@ -10,6 +10,10 @@ gets.
 
 ``diagnose`` also scores, per class, each rooted model, the plain average of the parents before any
 fine-tuning, and the final stage's G_ema at each checkpoint: where the rooted knowledge goes.
+
+``train_only`` trains every cell and scores none, e.g. on a GPU machine without the Inception file; a later
+run scores them. Such a run may bring back only each cell's ``union`` folder and ``trained.json``: a union
+whose recorded recipe is the cell's is scored as it is, without its stages.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from pathlib import Path
 import yaml
 
 from .errors import CocktailError
+from .files import write_json
 from .folder import check_class_name
-from .methods import MERGE_METHODS, STAGE_DONE, run_merge
+from .methods import MERGE_METHODS, STAGE_DONE, plan_recipe, run_merge
 from .training import CHECKPOINTS_DIR
+from .union import UnionModel
 
 EVAL_SEED = 0  # every union is scored on the same latents, so variants differ only by their weights
 PROTOCOLS = ("total", "merge_stage")
+TRAINED = "trained.json"  # a cell's training wall-clock and device, kept apart from scoring
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class Comparison:
     training: dict = field(default_factory=dict)  # recipe training settings shared by every cell
     diagnose: bool = False
     scoring: dict = field(default_factory=dict)  # extra arguments of evaluate_model (extractor, cache_dir)
+    train_only: bool = False  # train every cell, score none
 
     def cells(self) -> list[tuple[float, Variant, int]]:
         """Seeds outermost, so a stopped run has every variant of the first seeds rather than a few variants."""
@@ -136,8 +144,10 @@ class Comparison:
                 "training": training, "output_dir": str(self.cell_folder(budget, variant, seed))}
 
 
-def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int, accelerator, log=print) -> dict:
-    """Train one union (resuming a stopped one), score it against the real folders, write result.json."""
+def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int, accelerator,
+             log=print) -> dict | None:
+    """Train one union (resuming a stopped one), score it against the real folders, write result.json; None
+    when the comparison only trains."""
     from .metrics import evaluate_model
     from .recipe import build_plan, resolve_recipe
 
@@ -145,26 +155,40 @@ def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int,
     result_file = folder / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
+    plan = build_plan(resolve_recipe(comparison.recipe(budget, variant, seed)))
+    union = trained_union(folder, plan)
+    if union is None:
+        started = time.time()
+        union = run_merge(plan, folder, accelerator=accelerator, log=lambda *a: None)
+        write_json(folder / TRAINED, {"train_seconds": round(time.time() - started, 1),
+                                      "device": str(accelerator.device)})
+    trained = json.loads((folder / TRAINED).read_text())
+    if comparison.train_only:
+        log(f"{budget:g} kimg {variant.name} seed {seed}: trained in {trained['train_seconds']:.0f} s")
+        return None
     started = time.time()
-    recipe = resolve_recipe(comparison.recipe(budget, variant, seed))
-    plan = build_plan(recipe)
-    union = run_merge(plan, folder, accelerator=accelerator, log=lambda *a: None)
-    trained = time.time() - started
     common = dict(num_samples=comparison.num_samples, seed=EVAL_SEED, device=accelerator.device, progress=False,
                   **comparison.scoring)
     real = evaluate_model(union, dict(comparison.real), num_real=comparison.num_real,
                           name=f"{variant.name} {budget:g} kimg seed {seed}", **common)
     record = {"budget": budget, "variant": variant.name, "method": variant.method, "settings": variant.settings,
-              "seed": seed, "kimg": union.provenance.get("kimg"), "train_seconds": round(trained, 1),
-              "device": str(accelerator.device), "real": real.as_dict(),
+              "seed": seed, "kimg": union.provenance.get("kimg"), **trained, "real": real.as_dict(),
               "weight_distances": union.provenance.get("weight_distances")}
     if comparison.diagnose:
         record["diagnosis"] = diagnose(comparison, plan, folder, union, common)
-    record["eval_seconds"] = round(time.time() - started - trained, 1)
+    record["eval_seconds"] = round(time.time() - started, 1)
     result_file.write_text(json.dumps(record, indent=2) + "\n")
     log(f"{budget:g} kimg {variant.name} seed {seed}: union FID vs real {real.scores['union'].fid:.2f} "
-        f"(train {trained:.0f} s, eval {record['eval_seconds']:.0f} s)")
+        f"(train {trained['train_seconds']:.0f} s, eval {record['eval_seconds']:.0f} s)")
     return record
+
+
+def trained_union(folder: Path, plan) -> UnionModel | None:
+    """The cell's union when it was trained (here or elsewhere) for exactly this plan, else None."""
+    if not (folder / "union").is_dir() or not (folder / TRAINED).is_file():
+        return None
+    union = UnionModel.from_pretrained(folder / "union")
+    return union if union.provenance.get("recipe") == plan_recipe(plan) else None
 
 
 def diagnose(comparison: Comparison, plan, folder: Path, union, common: dict) -> dict:
@@ -175,7 +199,7 @@ def diagnose(comparison: Comparison, plan, folder: Path, union, common: dict) ->
     from safetensors.torch import load_file
 
     from .metrics import evaluate_model
-    from .union import UnionModel, average_networks, make_conditional
+    from .union import average_networks, make_conditional
 
     real = dict(comparison.real)
     names = plan.class_names
@@ -320,6 +344,8 @@ def run_comparison(comparison: Comparison, accelerator, log=print) -> tuple[str,
     for number, (budget, variant, seed) in enumerate(comparison.cells(), 1):
         log(f"[{number}/{len(comparison.cells())}] {budget:g} kimg, {variant.name}, seed {seed}")
         run_cell(comparison, budget, variant, seed, accelerator, log)
+    if comparison.train_only:
+        return f"{len(comparison.cells())} cells trained; run again without train_only to score them", []
     return write_results(comparison)
 
 

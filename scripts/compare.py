@@ -50,6 +50,10 @@ def parse_args(argv=None):
     p.add_argument("--num_real", type=int, default=1000, help="real images per class (default: 1000)")
     p.add_argument("--diagnose", action="store_true",
                    help="also score the rooted models, the plain average and the final stage at each quarter")
+    p.add_argument("--train_only", action="store_true",
+                   help="train every cell and score none (e.g. on a GPU machine without the Inception file); "
+                        "run again without it to score: cells that bring back only their union folder and "
+                        "trained.json are scored as they are")
     p.add_argument("--output_dir", default="outputs/compare")
     p.add_argument("--device", help="default: cuda when available, else cpu")
     return p.parse_args(argv)
@@ -65,12 +69,14 @@ def main(argv=None) -> int:
     comparison = Comparison(sources=args.sources, real=real, variants=[parse_variant(v) for v in args.variants],
                             budgets=args.budgets, seeds=args.seeds, output_dir=Path(args.output_dir),
                             root_share=args.root_share, protocol=args.protocol, num_samples=args.num_samples,
-                            num_real=args.num_real, diagnose=args.diagnose)
+                            num_real=args.num_real, diagnose=args.diagnose,
+                            train_only=args.train_only)
     comparison.check()
     accelerator = Accelerator(cpu=args.device == "cpu")
     text, _ = run_comparison(comparison, accelerator)
     print(text)
-    print(f"written: {comparison.output_dir / 'results.md'}, results.json, budget.png")
+    if not args.train_only:
+        print(f"written: {comparison.output_dir / 'results.md'}, results.json, budget.png")
     return 0
 
 

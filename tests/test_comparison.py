@@ -1,6 +1,7 @@
 """scripts/compare.py: variants, equal budgets, resumable cells, tables and the budget plot on any sources."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -89,6 +90,36 @@ def test_a_comparison_runs_its_cells_once_and_reports_them(two_colours, tmp_path
     again, _ = run_comparison(comparison, Accelerator(cpu=True), log=lambda *_: None)
     assert marker.stat().st_mtime_ns == stamp and again == text
     assert json.loads((tmp_path / "compare" / "results.json").read_text())["cells"] == collect(comparison)
+
+
+def test_cells_trained_elsewhere_are_scored_from_their_union_alone(two_colours, tmp_path):
+    """train_only on one machine; only each cell's union folder and trained.json travel; scoring trains
+    nothing more. A union trained for another recipe is not taken for the cell's: the merge refuses the folder."""
+    sources, real = two_colours
+    common = dict(sources=sources, real=real, variants=[parse_variant("cocktail")], budgets=[0.048], seeds=[0],
+                  num_samples=8, num_real=8, training={k: v for k, v in FAST.items() if k != "progress"},
+                  scoring={"extractor": colour_extractor, "cache_dir": tmp_path / "cache"})
+    trainer = Comparison(output_dir=tmp_path / "gpu", train_only=True, **common)
+    text, records = run_comparison(trainer, Accelerator(cpu=True), log=lambda *_: None)
+    assert records == [] and "1 cells trained" in text
+    cell = trainer.cell_folder(0.048, parse_variant("cocktail"), 0)
+    assert (cell / "union").is_dir() and not (cell / "result.json").exists()
+
+    scorer = Comparison(output_dir=tmp_path / "cpu", **common)
+    copied = scorer.cell_folder(0.048, parse_variant("cocktail"), 0)
+    shutil.copytree(cell / "union", copied / "union")
+    shutil.copy(cell / "trained.json", copied / "trained.json")
+    _, records = run_comparison(scorer, Accelerator(cpu=True), log=lambda *_: None)
+    assert len(records) == 1 and records[0]["train_seconds"] == json.loads((cell / "trained.json").read_text())[
+        "train_seconds"]
+    assert sorted(p.name for p in copied.iterdir()) == ["result.json", "trained.json", "union"]  # no stage trained
+
+    longer = Comparison(output_dir=tmp_path / "other", **{**common, "budgets": [0.064]})
+    moved = longer.cell_folder(0.064, parse_variant("cocktail"), 0)
+    shutil.copytree(cell / "union", moved / "union")
+    shutil.copy(cell / "trained.json", moved / "trained.json")
+    with pytest.raises(CocktailError, match="holds a different merge"):
+        run_comparison(longer, Accelerator(cpu=True), log=lambda *_: None)
 
 
 def test_compare_script_refuses_bad_input_before_training(two_colours, tmp_path, capsys):
