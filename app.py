@@ -197,8 +197,7 @@ class DemoHandlers:
         # Named by its parameters: a repeated request rewrites the same small file instead of adding one.
         name = f"{self.classes.index(a[0])}-{a[1]}_{self.classes.index(b[0])}-{b[1]}_{steps}_{psi:g}.{fmt}"
         path = Path(self._files.name) / name
-        staging = editing.save_animation(frames, path.with_name(f".{uuid.uuid4().hex}.{fmt}"))
-        os.replace(staging, path)  # whole: a visitor downloading the previous copy never reads a partial one
+        editing.save_animation(frames, path)
         captions = [f"{i / (steps - 1):.2f}" for i in range(steps)]
         return _gallery(frames, captions), str(path)
 

@@ -10,8 +10,6 @@ and plain arguments, so the demo stays thin and each operation is unit-tested on
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import torch
 from PIL import Image
 
 from .errors import CocktailError, first_line
+from .files import replace_file
 from .images import to_pil
 from .union import UnionModel
 
@@ -128,7 +127,8 @@ def save_animation(frames: Sequence[Image.Image], path: str | Path, frame_ms: in
                    boomerang: bool = True) -> Path:
     """A looping GIF or WebP (by suffix); ``boomerang`` plays back and forth so the loop has no jump.
 
-    Written under a temporary name and renamed, so a reader never sees half a file.
+    Written under a temporary name and renamed, so a reader (a visitor downloading the previous copy of the
+    same file) never sees half of one.
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
@@ -140,14 +140,9 @@ def save_animation(frames: Sequence[Image.Image], path: str | Path, frame_ms: in
     if boomerang and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        frames[0].save(staging, format=fmt.upper(), save_all=True, append_images=frames[1:],
-                       duration=frame_ms, loop=0, **({"lossless": True} if fmt == "webp" else {}))
-        os.replace(staging, path)
-    finally:
-        Path(staging).unlink(missing_ok=True)
+    replace_file(path, lambda temporary: frames[0].save(
+        temporary, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=frame_ms, loop=0,
+        **({"lossless": True} if fmt == "webp" else {})))
     return path
 
 

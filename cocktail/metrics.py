@@ -40,7 +40,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from .errors import CocktailError, first_line
-from .files import damage, file_sha256, remove_leftovers, replace_file, write_record
+from .files import damage, file_sha256, remove_leftovers, replace_file, weights_digest, write_record
 from .sources import ForeignSource, ModelSource, Source, _image_files, load_source, resize_images
 from .specs import parse
 from .union import UnionModel
@@ -318,16 +318,6 @@ def folder_digest(folder: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
-    return digest.hexdigest()
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of a network's state (names, dtypes, shapes, values): the content a sample set depends on."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
