@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from .errors import CocktailError, first_line
 from .files import damage, file_sha256, remove_leftovers, replace_file, weights_digest, write_record
-from .sources import ForeignSource, ModelSource, Source, _image_files, load_source, resize_images
+from .images import image_files, read_image, resize_images, to_uint8
+from .sources import ForeignSource, ModelSource, Source, load_source
 from .specs import parse
 from .union import UnionModel
 
@@ -140,12 +140,6 @@ class InceptionFeatures:
             batch = (resize_for_inception(batch) - 128) / 128
             chunks.append(self.network(batch).float().cpu())
         return torch.cat(chunks).numpy() if chunks else np.zeros([0, FEATURE_DIM], np.float32)
-
-
-def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float NCHW (1 or 3 channels) → uint8 RGB, rounded as when the images are saved as PNG."""
-    images = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
 # -- statistics ------------------------------------------------------------------------------------
@@ -301,7 +295,7 @@ def features_for_folder(folder: str | Path, num_images: int | None = None, *, re
     as training data is; None keeps each image's size), then go to Inception like generated ones.
     """
     folder = Path(folder).expanduser()
-    files = _image_files(folder) if folder.is_dir() else []
+    files = image_files(folder) if folder.is_dir() else []
     if not files:
         raise CocktailError(f"{folder}: no images (PNG/JPEG/WebP) found")
     chosen = files
@@ -342,13 +336,13 @@ def _source_batches(source: Source, count: int, seed: int, device) -> Iterator[t
     generator = torch.Generator().manual_seed(seed)  # latents drawn on the CPU: the same on every device
     for start in range(0, count, SAMPLE_BATCH):
         images, _ = source.sample(min(SAMPLE_BATCH, count - start), device, generator)
-        yield to_uint8_rgb(images)
+        yield _rgb(to_uint8(images))
 
 
 def _folder_batches(files: list[Path], resolution: int | None) -> Iterator[torch.Tensor]:
     batch = []
     for path in files:
-        image = _read_rgb(path, resolution)
+        image = _folder_image(path, resolution)
         if batch and image.shape != batch[0].shape:  # mixed sizes: each size goes through Inception's resize
             yield torch.stack(batch)
             batch = []
@@ -360,16 +354,18 @@ def _folder_batches(files: list[Path], resolution: int | None) -> Iterator[torch
         yield torch.stack(batch)
 
 
-def _read_rgb(path: Path, resolution: int | None) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise CocktailError(f"{path}: cannot read image ({err})") from None
-    pixels = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+def _folder_image(path: Path, resolution: int | None) -> torch.Tensor:
+    """An image file as uint8 RGB [3, H, W], at ``resolution`` (cropped and resized as training data is)
+    unless None."""
+    pixels = read_image(path)
     if resolution is None or pixels.shape[1:] == (resolution, resolution):
-        return pixels
-    return to_uint8_rgb(resize_images(pixels[None], resolution))[0]
+        return _rgb(pixels[None])[0]
+    return to_uint8(resize_images(pixels[None], resolution))[0]
+
+
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 1 or 3, H, W] → three channels, grey repeated: Inception (and any extractor) sees RGB."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
 def _cached(key: dict | None, count: int, batches: Callable[[], Iterator[torch.Tensor]], cache_dir, extractor,

@@ -46,8 +46,7 @@ from tqdm.auto import tqdm
 
 from . import editing
 from .errors import CocktailError
-from .images import to_pil
-from .sources import resize_images
+from .images import resize_images, to_pil, to_uint8
 from .union import UnionModel
 
 SPACES = ("w", "w+", "z")
@@ -362,8 +361,7 @@ class Projection:
 def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
     """PSNR in dB of images against targets in [-1, 1], after rounding both to 8 bits (averaged over images
     when given a batch)."""
-    a = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    b = ((targets.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    a, b = to_uint8(images).float(), to_uint8(targets).float()
     mse = (a - b).square().flatten(1 if a.ndim == 4 else 0).mean(-1).clamp_min(1e-10)
     return float((10 * torch.log10(255**2 / mse)).mean())
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from cocktail import metrics
 from cocktail.assets import example_path
+from cocktail.images import to_uint8
 from cocktail.sources import ModelSource
 from cocktail.union import UnionModel
 
@@ -132,7 +133,7 @@ def trousers():
     """N generated trousers as uint8."""
     model = UnionModel.from_pretrained("example:trouser", load_discriminator=False)
     images, _ = ModelSource(model.generator).sample(N, "cpu", torch.Generator().manual_seed(0))
-    return metrics.to_uint8_rgb(images)
+    return to_uint8(images)
 
 
 @pytest.fixture(scope="module")
