@@ -180,7 +180,7 @@ class PixelDistance(Distance):
 
 
 class InceptionDistance(Distance):
-    """Early and middle layers of the metrics' Inception network (``metrics.load_inception``), on the image
+    """Early and middle layers of the metrics' Inception network (``metrics.inception.load_inception``), on the image
     upsampled to ``size`` px, plus ``pixel_weight`` × MSE, which keeps brightness and colour that the
     normalised features leave free (BENCHMARKS.md: 64 px and weight 10 measured best per CPU second)."""
 
@@ -188,7 +188,7 @@ class InceptionDistance(Distance):
     TAPS = ("conv_2", "conv_4", "mixed_2", "mixed_7")  # the end of each resolution Inception works at
 
     def __init__(self, device=None, size: int = 64, pixel_weight: float = 10.0):
-        from .metrics import load_inception  # Inception ships with the evaluation extras, needed only here
+        from .metrics.inception import load_inception  # Inception ships with the evaluation extras, needed only here
 
         super().__init__(pixel_weight)
         layers = load_inception(device).net.layers
