@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_helpers import TINY_G_KWARGS
 
 from cocktail import editing
 from cocktail.errors import CocktailError
 from cocktail.networks import Generator
-from cocktail.union import TINY_G_KWARGS, UnionModel
+from cocktail.union import UnionModel
 
 
 def tiny_union(class_names=("cat", "dog", "car"), provenance=None, seed=0):
