@@ -40,6 +40,7 @@ from cocktail.images import to_pil
 from cocktail.specs import parse
 from cocktail.union import UnionModel
 
+MAX_SEED = 2**31 - 1
 MAX_IMAGES = 16
 MAX_STEPS = 16
 MIN_PSI, MAX_PSI = 0.0, 1.5
@@ -92,6 +93,47 @@ def _user_errors(fn):
         except CocktailError as err:
             raise gr.Error(str(err)) from None
     return wrapper
+
+
+def parse_seeds(text: str, max_count: int | None = None) -> list[int]:
+    """``"0-7"``, ``"1,5,9"`` or a mix like ``"0-3, 9"`` → seeds, each in ``[0, MAX_SEED]``."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        if not low.isdigit() or (sep and not high.isdigit()):
+            raise CocktailError(f"seeds: {part!r} is not a seed or a range like 0-7 (integers >= 0)")
+        first, last = int(low), int(high) if sep else int(low)
+        if last < first:
+            raise CocktailError(f"seeds: range {part!r} goes backwards")
+        if last > MAX_SEED:
+            raise CocktailError(f"seeds: {last} is larger than the largest seed {MAX_SEED}")
+        if max_count is not None and len(seeds) + last - first + 1 > max_count:
+            raise CocktailError(f"seeds: {text!r} asks for more than {max_count} images")
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise CocktailError("seeds: give at least one seed, e.g. 0-7 or 1,5,9")
+    return seeds
+
+
+def check_range(name: str, value, low: float, high: float, integer: bool = False):
+    """A value from a UI field or an API client (a float, a string, anything at all) → a number in
+    [low, high] (an int if ``integer``), or a readable error."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not low <= number <= high or (integer and number != int(number)):
+        kind, bounds = (("an integer", f"{int(low)} and {int(high)}") if integer
+                        else ("a number", f"{low:g} and {high:g}"))
+        raise CocktailError(f"{name} must be {kind} between {bounds}, got {value!r}")
+    return int(number) if integer else number
+
+
+def check_seed(seed) -> int:
+    """One seed from a UI number field → an int seed."""
+    return check_range("seed", seed, 0, MAX_SEED, integer=True)
 
 
 def _gallery(images, captions):
@@ -153,34 +195,34 @@ class DemoHandlers:
             return self._cache[key]
 
     def _psi(self, value):
-        return editing.check_range("truncation ψ", value, MIN_PSI, MAX_PSI)
+        return check_range("truncation ψ", value, MIN_PSI, MAX_PSI)
 
     def _class(self, name):
         return self.classes[self.model.class_index(name if name is not None else "")]
 
     def _endpoint(self, class_name, seed):
-        return self._class(class_name), editing.check_seed(seed)
+        return self._class(class_name), check_seed(seed)
 
     @_user_errors
     def random_seeds(self, count):
-        count = editing.check_range("number of images", count, 1, MAX_IMAGES, integer=True)
-        start = random.randint(0, editing.MAX_SEED - count + 1)
+        count = check_range("number of images", count, 1, MAX_IMAGES, integer=True)
+        start = random.randint(0, MAX_SEED - count + 1)
         return f"{start}-{start + count - 1}" if count > 1 else str(start)
 
     @_user_errors
     def generate(self, class_name, seeds_text, count, psi):
         name, psi = self._class(class_name), self._psi(psi)
-        count = editing.check_range("number of images", count, 1, MAX_IMAGES, integer=True)
-        seeds = editing.parse_seeds(seeds_text, MAX_IMAGES)
+        count = check_range("number of images", count, 1, MAX_IMAGES, integer=True)
+        seeds = parse_seeds(seeds_text, MAX_IMAGES)
         if len(seeds) == 1 and count > 1:  # one seed means "start here": count consecutive seeds
-            seeds = editing.parse_seeds(f"{seeds[0]}-{seeds[0] + count - 1}", MAX_IMAGES)
+            seeds = parse_seeds(f"{seeds[0]}-{seeds[0] + count - 1}", MAX_IMAGES)
         images = self.model.sample(name, seeds, truncation=psi)
         return _gallery(images, [f"{name} · seed {s} · ψ {psi:g}" for s in seeds])
 
     @_user_errors
     def style_mix(self, class_a, seed_a, class_b, seed_b, crossover, psi):
         a, b, psi = self._endpoint(class_a, seed_a), self._endpoint(class_b, seed_b), self._psi(psi)
-        crossover = editing.check_range("crossover layer", crossover, 1, self.num_ws - 1, integer=True)
+        crossover = check_range("crossover layer", crossover, 1, self.num_ws - 1, integer=True)
         images = editing.style_mix(self.model, a, b, crossover, truncation=psi)
         return _gallery(images, [f"coarse: {a[0]} · seed {a[1]}", f"fine: {b[0]} · seed {b[1]}",
                                  f"mix at layer {crossover} · ψ {psi:g}"])
@@ -189,7 +231,7 @@ class DemoHandlers:
     def interpolate(self, class_a, seed_a, class_b, seed_b, steps, psi, fmt):
         """The frames, and the path of their animation (a file these handlers own)."""
         a, b, psi = self._endpoint(class_a, seed_a), self._endpoint(class_b, seed_b), self._psi(psi)
-        steps = editing.check_range("steps", steps, 2, MAX_STEPS, integer=True)
+        steps = check_range("steps", steps, 2, MAX_STEPS, integer=True)
         if fmt not in editing.ANIMATION_FORMATS:
             formats = " or ".join(editing.ANIMATION_FORMATS)
             raise CocktailError(f"animation format must be {formats}, got {fmt!r}")
@@ -197,17 +239,16 @@ class DemoHandlers:
         # Named by its parameters: a repeated request rewrites the same small file instead of adding one.
         name = f"{self.classes.index(a[0])}-{a[1]}_{self.classes.index(b[0])}-{b[1]}_{steps}_{psi:g}.{fmt}"
         path = Path(self._files.name) / name
-        staging = editing.save_animation(frames, path.with_name(f".{uuid.uuid4().hex}.{fmt}"))
-        os.replace(staging, path)  # whole: a visitor downloading the previous copy never reads a partial one
+        editing.save_animation(frames, path)
         captions = [f"{i / (steps - 1):.2f}" for i in range(steps)]
         return _gallery(frames, captions), str(path)
 
     @_user_errors
     def directions(self, index, strength, class_name, seeds_text, psi):
         name, psi = self._class(class_name), self._psi(psi)
-        index = editing.check_range("direction", index, 0, self.num_directions - 1, integer=True)
-        strength = editing.check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
-        seeds = editing.parse_seeds(seeds_text, MAX_IMAGES)
+        index = check_range("direction", index, 0, self.num_directions - 1, integer=True)
+        strength = check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
+        seeds = parse_seeds(seeds_text, MAX_IMAGES)
         found = self.cached("directions",
                             lambda: editing.pca_directions(self.model, num_components=self.num_directions))
         images = editing.edit(self.model, found, index, strength, name, seeds, truncation=psi)
@@ -220,7 +261,7 @@ class DemoHandlers:
     @_user_errors
     def compare(self, seed, psi):
         """Union and source images of one seed, and a note on the sources that could not be loaded."""
-        seed, psi = editing.check_seed(seed), self._psi(psi)
+        seed, psi = check_seed(seed), self._psi(psi)
         loading = self.cached("sources", lambda: self._background.submit(self._load_sources))  # in the background
         try:
             sources = loading.result(timeout=COMPARE_WAIT_S)
@@ -258,10 +299,10 @@ class DemoHandlers:
         if not path:
             raise CocktailError("upload an image, or pick one of the examples")
         name = self._class(class_name)
-        steps = editing.check_range("steps", steps, 1, MAX_PROJECTION_STEPS, integer=True)
+        steps = check_range("steps", steps, 1, MAX_PROJECTION_STEPS, integer=True)
         if space not in projection.SPACES:
             raise CocktailError(f"latent space must be one of {', '.join(projection.SPACES)}, got {space!r}")
-        direction = editing.check_range("direction", direction, 0, self.num_directions - 1, integer=True)
+        direction = check_range("direction", direction, 0, self.num_directions - 1, integer=True)
         generator, latents = self.model.generator, self._latents()
         target = projection.read_image(path, generator.img_resolution, generator.img_channels,
                                        projection.background_colour(self.model, name, latents))
@@ -303,7 +344,7 @@ class DemoHandlers:
         """The last projection (from the session's state) along another direction."""
         if result is None:
             raise CocktailError("project an image first")
-        index = editing.check_range("direction", index, 0, self.num_directions - 1, integer=True)
+        index = check_range("direction", index, 0, self.num_directions - 1, integer=True)
         return self._direction_strip(result, index)
 
 
@@ -318,7 +359,7 @@ def psi_slider():
 
 
 def seed_box(value, label):
-    return gr.Number(value, label=label, precision=0, minimum=0, maximum=editing.MAX_SEED)
+    return gr.Number(value, label=label, precision=0, minimum=0, maximum=MAX_SEED)
 
 
 def gallery(label, columns=4):

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from cocktail import metrics, projection  # noqa: E402
 from cocktail.assets import DEFAULT_UNION, real_examples  # noqa: E402
-from cocktail.images import image_grid  # noqa: E402
+from cocktail.images import image_grid, to_uint8  # noqa: E402
 from cocktail.union import UnionModel  # noqa: E402
 
 CONFIGS = ("mse/w", "mse/w+", "mse/z", "discriminator/w+", "inception/w", "inception/w+", "inception/z",
@@ -134,7 +134,7 @@ def psnr_each(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def silhouette(images: torch.Tensor) -> torch.Tensor:
-    return metrics.to_uint8_rgb(images).float().mean(1) > SILHOUETTE
+    return to_uint8(images).float().mean(1) > SILHOUETTE
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,7 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def pool_features(extractor, images: torch.Tensor) -> np.ndarray:
-    return extractor(metrics.to_uint8_rgb(images))
+    return extractor(to_uint8(images))
 
 
 def nearest_class(features: np.ndarray, means: np.ndarray) -> np.ndarray:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .images import resize_images
 from .networks import Generator
-from .sources import resize_images
 
 
 def distillation_penalty(teachers: Sequence[tuple[Generator, int | None]], weight: float, batch: int

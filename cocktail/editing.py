@@ -10,8 +10,6 @@ and plain arguments, so the demo stays thin and each operation is unit-tested on
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,57 +19,13 @@ import torch
 from PIL import Image
 
 from .errors import CocktailError, first_line
+from .files import replace_file
 from .images import to_pil
 from .union import UnionModel
 
-MAX_SEED = 2**31 - 1
 ANIMATION_FORMATS = ("gif", "webp")
 
 logger = logging.getLogger(__name__)
-
-
-# -- seeds -------------------------------------------------------------------------------
-
-
-def parse_seeds(text: str, max_count: int | None = None) -> list[int]:
-    """``"0-7"``, ``"1,5,9"`` or a mix like ``"0-3, 9"`` → seeds, each in ``[0, MAX_SEED]``."""
-    seeds: list[int] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        low, sep, high = part.partition("-")
-        if not low.isdigit() or (sep and not high.isdigit()):
-            raise CocktailError(f"seeds: {part!r} is not a seed or a range like 0-7 (integers >= 0)")
-        first, last = int(low), int(high) if sep else int(low)
-        if last < first:
-            raise CocktailError(f"seeds: range {part!r} goes backwards")
-        if last > MAX_SEED:
-            raise CocktailError(f"seeds: {last} is larger than the largest seed {MAX_SEED}")
-        if max_count is not None and len(seeds) + last - first + 1 > max_count:
-            raise CocktailError(f"seeds: {text!r} asks for more than {max_count} images")
-        seeds.extend(range(first, last + 1))
-    if not seeds:
-        raise CocktailError("seeds: give at least one seed, e.g. 0-7 or 1,5,9")
-    return seeds
-
-
-def check_range(name: str, value, low: float, high: float, integer: bool = False):
-    """A value from a UI field or an API client (a float, a string, anything at all) → a number in
-    [low, high] (an int if ``integer``), or a readable error."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not low <= number <= high or (integer and number != int(number)):
-        kind, bounds = (("an integer", f"{int(low)} and {int(high)}") if integer
-                        else ("a number", f"{low:g} and {high:g}"))
-        raise CocktailError(f"{name} must be {kind} between {bounds}, got {value!r}")
-    return int(number) if integer else number
-
-
-def check_seed(seed) -> int:
-    """One seed from a UI number field → an int seed."""
-    return check_range("seed", seed, 0, MAX_SEED, integer=True)
 
 
 # -- W space -----------------------------------------------------------------------------
@@ -128,7 +82,8 @@ def save_animation(frames: Sequence[Image.Image], path: str | Path, frame_ms: in
                    boomerang: bool = True) -> Path:
     """A looping GIF or WebP (by suffix); ``boomerang`` plays back and forth so the loop has no jump.
 
-    Written under a temporary name and renamed, so a reader never sees half a file.
+    Written under a temporary name and renamed, so a reader (a visitor downloading the previous copy of the
+    same file) never sees half of one.
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
@@ -140,14 +95,9 @@ def save_animation(frames: Sequence[Image.Image], path: str | Path, frame_ms: in
     if boomerang and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        frames[0].save(staging, format=fmt.upper(), save_all=True, append_images=frames[1:],
-                       duration=frame_ms, loop=0, **({"lossless": True} if fmt == "webp" else {}))
-        os.replace(staging, path)
-    finally:
-        Path(staging).unlink(missing_ok=True)
+    replace_file(path, lambda temporary: frames[0].save(
+        temporary, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=frame_ms, loop=0,
+        **({"lossless": True} if fmt == "webp" else {})))
     return path
 
 

@@ -4,10 +4,12 @@ Hours of training end in files (checkpoints, a stage's model, the union, cached 
 process, a full disk or a damaged drive must cost a rerun, not the run. So:
 
 * what is written goes to a hidden ``.tmp-<name>-<random>`` sibling first and is renamed into place
-  (``replace_file``, ``write_json``, ``staged_folder``): readers see the old version or the new one, and a
-  failed write removes its temporary; what a killed one left is removed the next time (``remove_leftovers``);
+  (``replace_file`` for any writer, ``write_json``, ``staged_folder`` for a folder): readers see the old
+  version or the new one, and a failed write removes its temporary; what a killed one left is removed the
+  next time (``remove_leftovers``);
 * a folder that is resumed or reused gets a record, written last, listing each of its files with size and
   SHA-256, and a digest of the record itself (``write_record``); ``damage`` says what no longer matches;
+* content is named by digests: ``file_sha256`` for a file, ``weights_digest`` for a network's weights;
 * ``saving`` turns a failed write into one line: what was being written, why, the free space, what to do.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 
 from .errors import CocktailError, first_line
@@ -38,6 +41,20 @@ def file_sha256(path: Path) -> str:
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_digest(*modules: torch.nn.Module | None) -> str:
+    """SHA-256 of every parameter and buffer of ``modules`` (names, dtypes, shapes, bytes; None skipped): the
+    identity of a model's weights. Merge stage records and cached features are keyed by it, so the way it
+    hashes must not change."""
+    digest = hashlib.sha256()
+    for module in modules:
+        if module is None:
+            continue
+        for name, tensor in module.state_dict().items():
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -46,8 +46,7 @@ from tqdm.auto import tqdm
 
 from . import editing
 from .errors import CocktailError
-from .images import to_pil
-from .sources import resize_images
+from .images import resize_images, to_pil, to_uint8
 from .union import UnionModel
 
 SPACES = ("w", "w+", "z")
@@ -181,7 +180,7 @@ class PixelDistance(Distance):
 
 
 class InceptionDistance(Distance):
-    """Early and middle layers of the metrics' Inception network (``metrics.load_inception``), on the image
+    """Early and middle layers of the metrics' Inception network (``metrics.inception.load_inception``), on the image
     upsampled to ``size`` px, plus ``pixel_weight`` × MSE, which keeps brightness and colour that the
     normalised features leave free (BENCHMARKS.md: 64 px and weight 10 measured best per CPU second)."""
 
@@ -189,7 +188,7 @@ class InceptionDistance(Distance):
     TAPS = ("conv_2", "conv_4", "mixed_2", "mixed_7")  # the end of each resolution Inception works at
 
     def __init__(self, device=None, size: int = 64, pixel_weight: float = 10.0):
-        from .metrics import load_inception  # Inception ships with the evaluation extras, needed only here
+        from .metrics.inception import load_inception  # Inception ships with the evaluation extras, needed only here
 
         super().__init__(pixel_weight)
         layers = load_inception(device).net.layers
@@ -362,8 +361,7 @@ class Projection:
 def psnr(images: torch.Tensor, targets: torch.Tensor) -> float:
     """PSNR in dB of images against targets in [-1, 1], after rounding both to 8 bits (averaged over images
     when given a batch)."""
-    a = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    b = ((targets.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    a, b = to_uint8(images).float(), to_uint8(targets).float()
     mse = (a - b).square().flatten(1 if a.ndim == 4 else 0).mean(-1).clamp_min(1e-10)
     return float((10 * torch.log10(255**2 / mse)).mean())
 

@@ -19,17 +19,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 
 from .errors import CocktailError
+from .images import image_files, read_image, resize_images, to_uint8
 from .networks import Generator
 from .specs import ENTRY_POINT, Kind, Spec, latent_shape, parse
 from .union import UnionModel
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 class Source:
@@ -184,11 +181,11 @@ class ImageFolderSource(Source):
                                       if p.is_dir() and not p.name.startswith("."))
             if not self.class_names:
                 raise CocktailError(f"{folder}: no class subfolders (labels come from subfolder names)")
-            loose = _image_files(folder, recursive=False)
+            loose = image_files(folder, recursive=False)
             if loose:
                 raise CocktailError(f"{loose[0]}: image outside a class subfolder "
                                     "(labels come from subfolders)")
-            groups = [(index, _image_files(folder / name)) for index, name in enumerate(self.class_names)]
+            groups = [(index, image_files(folder / name)) for index, name in enumerate(self.class_names)]
             for index, files in groups:
                 if not files:
                     raise CocktailError(f"{folder / self.class_names[index]}: no images (PNG/JPEG/WebP)")
@@ -196,7 +193,7 @@ class ImageFolderSource(Source):
         else:
             _check_label(label, num_classes)
             self.class_names, self.num_classes = None, num_classes
-            groups = [(label, _image_files(folder))]
+            groups = [(label, image_files(folder))]
             if not groups[0][1]:
                 raise CocktailError(f"{folder}: no images (PNG/JPEG/WebP) found")
         files = [path for _, paths in groups for path in paths]
@@ -213,18 +210,8 @@ class ImageFolderSource(Source):
         return len(self.images)
 
     def _decode(self, path: Path) -> torch.Tensor:
-        try:
-            with Image.open(path) as image:
-                image.draft(image.mode, (self.resolution, self.resolution))  # JPEG: decode at reduced size
-                image = ImageOps.exif_transpose(image)
-                grey = image.mode in ("1", "L", "LA", "La", "I", "I;16", "F")
-                array = np.asarray(image.convert("L" if grey else "RGB"))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise CocktailError(f"{path}: cannot read image ({err})") from None
-        pixels = torch.from_numpy(array.copy())
-        pixels = pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-        resized = resize_images(pixels[None], self.resolution, self.channels)[0]
-        return ((resized + 1) * 127.5).round().to(torch.uint8)
+        pixels = read_image(path, draft_size=self.resolution)
+        return to_uint8(resize_images(pixels[None], self.resolution, self.channels))[0]
 
     def sample(self, batch_size, device, generator=None):
         index = torch.randint(len(self.images), [batch_size], generator=generator,
@@ -279,42 +266,6 @@ class MixtureSource(Source):
         order = torch.randperm(batch_size, generator=generator, device=draw_device).to(device)
         images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return images[order], labels[order]
-
-
-def resize_images(images: torch.Tensor, resolution: int, channels: int = 3) -> torch.Tensor:
-    """Images [B, C, H, W] (uint8, or float in [-1, 1]) → float32 [B, channels, R, R] in [-1, 1].
-
-    Non-square images are centre-cropped. Down: box average for integer factors, antialiased bilinear
-    otherwise; up: bilinear. Channels: alpha (C = 2 or 4) is dropped, grey is repeated to RGB, RGB to
-    grey is luma (ITU-R 601).
-    """
-    if images.ndim != 4 or images.shape[1] not in (1, 2, 3, 4) or channels not in (1, 3):
-        raise CocktailError(f"expected images [B, C, H, W] with C in 1..4 (to {channels} channels), "
-                            f"got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        images = images.float() / 127.5 - 1
-    elif images.is_floating_point():
-        images = images.float()
-    else:
-        raise CocktailError(f"expected uint8 or float images, got {images.dtype}")
-    if images.shape[1] in (2, 4):
-        images = images[:, :-1]
-    height, width = images.shape[-2:]
-    size = min(height, width)
-    top, left = (height - size) // 2, (width - size) // 2
-    images = images[:, :, top:top + size, left:left + size]
-    if size > resolution and size % resolution == 0:
-        images = F.avg_pool2d(images, size // resolution)
-    elif size != resolution:
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                               antialias=size > resolution)
-    if images.shape[1] != channels:
-        if channels == 3:
-            images = images.expand(-1, 3, -1, -1)
-        else:
-            luma = images.new_tensor([0.299, 0.587, 0.114])
-            images = torch.tensordot(images, luma, dims=([1], [0]))[:, None]
-    return images.clamp(-1, 1).contiguous()
 
 
 def load_source(spec: str | Path | Spec, resolution: int, label: int = 0, num_classes: int = 1, device="cpu",
@@ -384,13 +335,6 @@ def _load_entry_point(spec: str) -> Callable:
     if not callable(function):
         raise CocktailError(f"{spec}: module {module_name!r} has no function {function_name!r}")
     return function
-
-
-def _image_files(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder``, sorted, skipping hidden files and folders."""
-    paths = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 @contextlib.contextmanager

@@ -26,14 +26,9 @@ from .folder import (
     write_model_folder,
 )
 from .images import to_pil
-from .networks import PRESETS, Discriminator, Generator, normalize_2nd_moment
+from .networks import Discriminator, Generator, normalize_2nd_moment
 from .sampling import class_grid, generate, one_hot_classes, seed_latents
 from .specs import Kind, parse
-
-# A tiny architecture for tests and examples: 32 px, a few thousand parameters per layer.
-TINY_G_KWARGS = dict(img_resolution=32, **PRESETS["tiny"])
-TINY_D_KWARGS = dict(img_resolution=32, channel_base=PRESETS["tiny"]["channel_base"],
-                     channel_max=PRESETS["tiny"]["channel_max"])
 
 logger = logging.getLogger(__name__)
 

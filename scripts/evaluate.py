@@ -115,6 +115,7 @@ def write_outputs(evaluations, output_dir: Path) -> None:
 def store_in_model(folder: Path, evaluations) -> None:
     """Merge the figures into provenance.metrics (other entries kept) and regenerate a generated card."""
     from cocktail.card import CARD_MARKER, write_model_card
+    from cocktail.files import write_json
     from cocktail.folder import INDEX_FILE, read_index
 
     index = read_index(folder)
@@ -123,10 +124,7 @@ def store_in_model(folder: Path, evaluations) -> None:
     for evaluation in evaluations:
         stored.update(evaluation.provenance_metrics())
     provenance["metrics"] = stored
-    path = folder / INDEX_FILE
-    temporary = path.with_name(f".{INDEX_FILE}.tmp")
-    temporary.write_text(json.dumps(index, indent=2, default=str) + "\n")
-    temporary.replace(path)
+    write_json(folder / INDEX_FILE, index)
     readme = folder / "README.md"
     if not readme.is_file() or CARD_MARKER in readme.read_text(errors="replace"):
         write_model_card(folder)

@@ -9,8 +9,9 @@ import torch
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
+from training_helpers import TINY_D_KWARGS, TINY_G_KWARGS  # noqa: E402
+
 from cocktail.networks import Discriminator, Generator  # noqa: E402
-from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS  # noqa: E402
 
 
 def perturbed(network, seed, scale=0.1):

@@ -130,9 +130,9 @@ def test_generate_returns_reproducible_seeds_with_captions(served):
     assert [i["caption"] for i in items] == [f"car · seed {s} · ψ 1" for s in (1, 5, 9)]
 
 
-def test_random_seeds_gives_count_valid_seeds(served):
+def test_random_seeds_gives_count_valid_seeds(served, app):
     text = served.client.predict(5, api_name="/random_seeds")
-    seeds = editing.parse_seeds(text)
+    seeds = app.parse_seeds(text)
     assert len(seeds) == 5 and seeds == list(range(seeds[0], seeds[0] + 5))
     assert len(served.client.predict("cat", text, 5, 0.5, api_name="/generate")) == 5
 

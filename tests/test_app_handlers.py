@@ -30,6 +30,30 @@ def images_and_captions(items):
     return [image for image, _ in items], [caption for _, caption in items]
 
 
+@pytest.mark.parametrize("text, seeds", [
+    ("0-3", [0, 1, 2, 3]), ("1,5,9", [1, 5, 9]), (" 7 ", [7]), ("0-1, 9,", [0, 1, 9]),
+    (str(2**31 - 1), [2**31 - 1]),  # the largest seed
+])
+def test_parse_seeds_reads_ranges_and_lists(app, text, seeds):
+    assert app.parse_seeds(text, max_count=16) == seeds
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "at least one"), ("a", "not a seed"), ("-1", "not a seed"), ("1.5", "not a seed"),
+    ("1-2-3", "not a seed"), ("5-2", "backwards"), ("0-16", "more than 16"), ("0-9,10-20", "more than 16"),
+    (str(2**31), "largest seed"),
+])
+def test_parse_seeds_rejects_bad_text_with_a_readable_message(app, text, message):
+    with pytest.raises(CocktailError, match=message):
+        app.parse_seeds(text, max_count=16)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, None, 2**31, "abc", float("nan"), float("inf")])
+def test_check_seed_rejects_out_of_range(app, seed):
+    with pytest.raises(CocktailError, match="seed must be"):
+        app.check_seed(seed)
+
+
 def test_generate_gives_count_images_of_the_shipped_models_resolution_with_captions(app, single_thread):
     model = UnionModel.from_pretrained(DEFAULT_UNION, load_discriminator=False)
     chosen = model.class_names[-1]
@@ -53,10 +77,10 @@ def test_the_same_request_twice_gets_its_own_image_files(handlers):
     assert first[0].info["Description"] == "GAN Cocktail: cat · seed 0 · ψ 0.7"
 
 
-def test_random_seeds_gives_count_consecutive_seeds(handlers):
-    seeds = editing.parse_seeds(handlers.random_seeds(5))
+def test_random_seeds_gives_count_consecutive_seeds(app, handlers):
+    seeds = app.parse_seeds(handlers.random_seeds(5))
     assert seeds == list(range(seeds[0], seeds[0] + 5))
-    assert len(editing.parse_seeds(handlers.random_seeds(1))) == 1
+    assert len(app.parse_seeds(handlers.random_seeds(1))) == 1
 
 
 def test_style_mix_shows_both_parents_and_the_mix(handlers):

@@ -1,14 +1,15 @@
-"""Editing in the shared W space: seeds, style mixing, interpolation, animations, PCA directions, compare."""
+"""Editing in the shared W space: style mixing, interpolation, animations, PCA directions, compare."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_helpers import TINY_G_KWARGS
 
 from cocktail import editing
 from cocktail.errors import CocktailError
 from cocktail.networks import Generator
-from cocktail.union import TINY_G_KWARGS, UnionModel
+from cocktail.union import UnionModel
 
 
 def tiny_union(class_names=("cat", "dog", "car"), provenance=None, seed=0):
@@ -32,30 +33,6 @@ def pixels(images):
 def assert_same_images(a, b, tolerance=1):
     """Equal up to rounding: batch composition may change the last float bit of a pixel."""
     assert np.abs(pixels(a) - pixels(b)).max() <= tolerance
-
-
-@pytest.mark.parametrize("text, seeds", [
-    ("0-3", [0, 1, 2, 3]), ("1,5,9", [1, 5, 9]), (" 7 ", [7]), ("0-1, 9,", [0, 1, 9]),
-    (str(editing.MAX_SEED), [editing.MAX_SEED]),
-])
-def test_parse_seeds_reads_ranges_and_lists(text, seeds):
-    assert editing.parse_seeds(text, max_count=16) == seeds
-
-
-@pytest.mark.parametrize("text, message", [
-    ("", "at least one"), ("a", "not a seed"), ("-1", "not a seed"), ("1.5", "not a seed"),
-    ("1-2-3", "not a seed"), ("5-2", "backwards"), ("0-16", "more than 16"), ("0-9,10-20", "more than 16"),
-    (str(2**31), "largest seed"),
-])
-def test_parse_seeds_rejects_bad_text_with_a_readable_message(text, message):
-    with pytest.raises(CocktailError, match=message):
-        editing.parse_seeds(text, max_count=16)
-
-
-@pytest.mark.parametrize("seed", [-1, 1.5, None, 2**31, "abc", float("nan"), float("inf")])
-def test_check_seed_rejects_out_of_range(seed):
-    with pytest.raises(CocktailError, match="seed must be"):
-        editing.check_seed(seed)
 
 
 def test_class_ws_and_synthesize_reproduce_sampling(model):

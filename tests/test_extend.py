@@ -5,14 +5,14 @@ import pytest
 import torch
 import yaml
 from script_loader import load_script
-from training_helpers import COLOURS, FAST, colour_source, mean_colour, tiny_pair
+from training_helpers import COLOURS, FAST, TINY_D_KWARGS, TINY_G_KWARGS, colour_source, mean_colour, tiny_pair
 
 from cocktail.card import model_card
 from cocktail.errors import CocktailError
 from cocktail.methods import run_merge
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import build_plan, resolve_recipe
-from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel, add_classes, make_conditional
+from cocktail.union import UnionModel, add_classes, make_conditional
 
 TRAINING = {key: value for key, value in FAST.items() if key != "progress"}
 

@@ -1,9 +1,11 @@
 """Writing whole or not at all, records that tell an intact folder from a damaged one, one-line write errors."""
 
 import errno
+import hashlib
 import json
 
 import pytest
+import torch
 from fault_helpers import DISK_FULL, flip_byte, leftovers, truncate
 from safetensors import SafetensorError
 
@@ -15,6 +17,7 @@ from cocktail.files import (
     replace_file,
     saving,
     staged_folder,
+    weights_digest,
     write_json,
     write_record,
 )
@@ -119,3 +122,15 @@ def test_a_failed_write_is_one_line_with_the_free_space_and_what_to_do(tmp_path,
     assert message.startswith(f"could not write the checkpoint out/checkpoint-0000000016 ({reason}); ")
     assert message.endswith(" free there; run the same command again to resume") and "\n" not in message
     assert any(unit in message for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"))
+
+
+def test_weights_digest_hashes_names_dtypes_shapes_and_bytes_in_state_dict_order():
+    """Stage records store this digest: its exact bytes are pinned here, so a change cannot slip in."""
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        layer.bias.fill_(0.5)
+    expected = hashlib.sha256(b"weight:torch.float32:(1, 2)" + torch.tensor([1.0, -2.0]).numpy().tobytes()
+                              + b"bias:torch.float32:(1,)" + torch.tensor([0.5]).numpy().tobytes()).hexdigest()
+    assert weights_digest(layer) == weights_digest(layer, None) == expected
+    assert weights_digest(layer, layer) != expected

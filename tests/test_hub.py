@@ -17,6 +17,7 @@ import pytest
 import torch
 from hub_server import DEFAULT_TOKEN, HubServer, point_client_at
 from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
+from training_helpers import TINY_D_KWARGS, TINY_G_KWARGS
 
 from cocktail.card import CARD_MARKER, write_model_card
 from cocktail.errors import CocktailError
@@ -24,7 +25,7 @@ from cocktail.hub import push_to_hub, resolve
 from cocktail.methods import load_ingredient
 from cocktail.networks import Discriminator, Generator
 from cocktail.specs import parse_hub
-from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel, make_conditional
+from cocktail.union import UnionModel, make_conditional
 
 REPO = Path(__file__).parent.parent
 SEEDS = [0, 1, 2]

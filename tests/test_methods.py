@@ -17,7 +17,7 @@ import pytest
 import torch
 from fault_helpers import DISK_FULL, FullDisk, flip_byte, leftovers, truncate
 from script_loader import load_script
-from training_helpers import COLOURS, FAST, colour_source, mean_colour
+from training_helpers import COLOURS, FAST, TINY_D_KWARGS, TINY_G_KWARGS, colour_source, mean_colour
 
 from cocktail import methods
 from cocktail.comparison import parse_variant, stage_lengths
@@ -27,7 +27,7 @@ from cocktail.methods import STAGE_DONE, MergePlan, load_ingredient, run_merge
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import DEFAULTS, build_plan, resolve_recipe
 from cocktail.training import TrainingConfig
-from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
+from cocktail.union import UnionModel
 
 ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)

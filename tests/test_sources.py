@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cocktail.errors import CocktailError
+from cocktail.images import resize_images
 from cocktail.methods import load_ingredient
 from cocktail.recipe import resolve_recipe, source_entries
-from cocktail.sources import ForeignSource, ImageFolderSource, MixtureSource, ModelSource, load_source, resize_images
+from cocktail.sources import ForeignSource, ImageFolderSource, MixtureSource, ModelSource, load_source
 from cocktail.specs import latent_shape, split_options, with_options
 from cocktail.union import UnionModel, make_conditional
 
@@ -102,37 +103,6 @@ def test_model_source_rejects_bad_labels_and_classes(tiny_networks):
     G2, _ = make_conditional(G, None, 2)
     with pytest.raises(CocktailError, match="class index 2 is out of range"):
         ModelSource(G2, class_index=2)
-
-
-# -- resize_images ---------------------------------------------------------------------------------
-
-
-def test_resize_images_down_up_dtypes_channels_and_crop():
-    gen = seeded(0)
-    pixels = torch.randint(0, 256, [2, 3, 64, 64], dtype=torch.uint8, generator=gen)
-    as_float = pixels.float() / 127.5 - 1
-    down = resize_images(pixels, 32)
-    assert torch.allclose(down, F.avg_pool2d(as_float, 2), atol=1e-6)
-    assert torch.allclose(down, resize_images(as_float, 32))
-    assert torch.equal(resize_images(pixels, 64), as_float)
-    odd = resize_images(as_float, 24)  # non-integer factor: antialiased, stays in range and near the mean
-    assert odd.shape == (2, 3, 24, 24) and abs(odd.mean() - as_float.mean()) < 0.02
-    ramp = torch.linspace(-1, 1, 16).expand(1, 3, 16, 16)
-    up = resize_images(ramp, 32)
-    assert up.shape == (1, 3, 32, 32) and len(up[0, 0, 0].unique()) == 32  # bilinear, not blocky
-    grey = resize_images(pixels[:, :1], 32)
-    assert grey.shape == (2, 3, 32, 32) and torch.equal(grey[:, 0], grey[:, 2])
-    rgba = torch.cat([pixels, torch.zeros_like(pixels[:, :1])], 1)
-    assert torch.equal(resize_images(rgba, 32), down)
-    assert resize_images(pixels, 32, channels=1).shape == (2, 1, 32, 32)
-    centre = as_float[:1, :, :32, :32]
-    wide = torch.cat([torch.full([1, 3, 32, 16], -1.0), centre, torch.ones(1, 3, 32, 16)], 3)
-    assert torch.equal(resize_images(wide, 32), centre)
-    assert resize_images(torch.full([1, 3, 8, 8], 3.0), 8).max() == 1
-    with pytest.raises(CocktailError, match="expected images"):
-        resize_images(torch.zeros(3, 8, 8), 8)
-    with pytest.raises(CocktailError, match="uint8 or float"):
-        resize_images(torch.zeros(1, 3, 8, 8, dtype=torch.int32), 8)
 
 
 # -- ForeignSource ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_helpers import TINY_D_KWARGS, TINY_G_KWARGS
 
 from cocktail.card import write_model_card
 from cocktail.errors import CocktailError
@@ -13,8 +14,6 @@ from cocktail.folder import check_class_name
 from cocktail.methods import MergePlan, load_ingredient
 from cocktail.networks import Discriminator, Generator
 from cocktail.union import (
-    TINY_D_KWARGS,
-    TINY_G_KWARGS,
     UnionModel,
     average_networks,
     make_conditional,

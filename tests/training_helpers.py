@@ -8,10 +8,15 @@ from pathlib import Path
 
 import torch
 
-from cocktail.networks import Discriminator, Generator
+from cocktail.networks import PRESETS, Discriminator, Generator
 from cocktail.sources import Source
 from cocktail.training import TrainingConfig
-from cocktail.union import TINY_D_KWARGS, TINY_G_KWARGS, UnionModel
+from cocktail.union import UnionModel
+
+# A tiny architecture: 32 px, a few thousand parameters per layer, fast enough to train in a test.
+TINY_G_KWARGS = dict(img_resolution=32, **PRESETS["tiny"])
+TINY_D_KWARGS = dict(img_resolution=32, channel_base=PRESETS["tiny"]["channel_base"],
+                     channel_max=PRESETS["tiny"]["channel_max"])
 
 RED = (1.0, -1.0, -0.5)
 COLOURS = {"red": (0.8, -0.8, -0.8), "green": (-0.8, 0.8, -0.8), "blue": (-0.8, -0.8, 0.8)}
