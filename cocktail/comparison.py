@@ -24,7 +24,7 @@ import yaml
 
 from .errors import CocktailError
 from .folder import check_class_name
-from .methods import MERGE_METHODS, STAGE_DONE, run_merge
+from .merge import MERGE_METHODS, STAGE_DONE, run_merge
 from .training import CHECKPOINTS_DIR
 
 EVAL_SEED = 0  # every union is scored on the same latents, so variants differ only by their weights
@@ -174,8 +174,9 @@ def diagnose(comparison: Comparison, plan, folder: Path, union, common: dict) ->
 
     from safetensors.torch import load_file
 
+    from .merge.surgery import average_networks, make_conditional
     from .metrics import evaluate_model
-    from .union import UnionModel, average_networks, make_conditional
+    from .union import UnionModel
 
     real = dict(comparison.real)
     names = plan.class_names

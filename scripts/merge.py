@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from cocktail.cli import add_training_flags, training_settings, use_cpu_threads  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
-from cocktail.methods import FISHER_BATCH, MERGE_METHODS, MERGE_TRAINING  # noqa: E402
+from cocktail.merge import MERGE_METHODS, MERGE_TRAINING  # noqa: E402
+from cocktail.merge.ewc import FISHER_BATCH  # noqa: E402
 from cocktail.recipe import DEFAULTS  # noqa: E402
 from cocktail.training import TrainingConfig  # noqa: E402
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     log(f"{what} with '{plan.method}' (root: {plan.class_names[plan.root]}) "
         f"on {accelerator.num_processes} process(es), {accelerator.device}"
         + (f", {threads} CPU threads each" if threads else ""))
-    from cocktail.methods import run_merge
+    from cocktail.merge import run_merge
 
     run_merge(plan, output_dir, accelerator=accelerator, log=log, overwrite=bool(recipe["overwrite_output_dir"]))
     union_dir = output_dir / "union"

@@ -88,10 +88,11 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
 
     from cocktail.files import saving
+    from cocktail.networks import network_kwargs
     from cocktail.sources import load_source
     from cocktail.specs import Origin, SourceRecord
     from cocktail.training import TrainingConfig, effective_ema_rampup, latest_checkpoint, train
-    from cocktail.union import UnionModel, network_kwargs
+    from cocktail.union import UnionModel
 
     output_dir = Path(args.output_dir)
     training_dir = Path(args.training_dir or f"{output_dir}-training")
