@@ -18,7 +18,6 @@ Every setting is checked (types, ranges, finiteness, divisibility) before any so
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import yaml
 from .assets import PREFIX
 from .errors import CocktailError, first_line
 from .merge import MERGE_TRAINING, MergePlan, load_ingredient, load_union_classes, plan_defaults
+from .settings import recipe_keys
 from .specs import with_options
 from .training import TrainingConfig
 
@@ -48,7 +48,7 @@ DEFAULTS = {
     "hub_model_id": None,
     "hub_private_repo": False,
 }
-TRAINING_KEYS = {f.name for f in dataclasses.fields(TrainingConfig)} - {"kimg", "output_dir", "report_to"}
+TRAINING_KEYS = set(recipe_keys(TrainingConfig))
 
 
 def load_recipe_file(path: str | Path) -> dict:

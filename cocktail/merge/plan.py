@@ -2,56 +2,67 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 from ..errors import CocktailError
 from ..folder import check_class_name
-from ..training import TrainingConfig, apply_rules, check_minibatch_groups, number_rule
+from ..settings import boolean_rule, check_rules, deciding_values, declared, number_rule, setting
+from ..training import TrainingConfig, check_minibatch_groups
 from ..union import UnionModel
-from .ewc import FISHER_BATCH
 from .ingredients import Ingredient
 from .methods import MERGE_METHODS, MergeMethod
+from .methods.baselines import EWCSettings, FreezeDSettings
+from .methods.distilled import DistillSettings
 
 # What merges change in TrainingConfig's defaults (the paper's recipe): short stages need the EMA ramp-up.
 MERGE_TRAINING = {"ema_rampup": "auto"}
-# Training settings that decide nothing about the result (where it goes, how it is shown, how often saved).
-NOT_DECIDING = ("kimg", "output_dir", "resume_from_checkpoint", "progress", "report_to", "checkpointing_kimg",
-                "checkpoints_total_limit", "sample_every_kimg", "grid_seeds_per_class")
 
 
-@dataclass
-class MergePlan:
-    """Everything a merge needs, validated before any training starts. Its defaults are the merge defaults
-    everywhere (recipes, ``scripts/merge.py``): they are defined here once."""
+def _shares(values) -> str | None:
+    if values is None:
+        return None
+    if not isinstance(values, list | tuple) or any(number_rule(0)(v) for v in values) or sum(values) <= 0:
+        return "must be a list of non-negative numbers with a positive sum, one per source"
+    return None
 
-    ingredients: list[Ingredient]
-    root: int = 0
+
+@dataclass(kw_only=True)
+class MergeSettings:
+    """The settings of every merge, whatever its method; a method's own come with it (``EWCSettings``, …).
+    Each is recorded (``plan_recipe``) and decides the run's stages."""
+
     # TransferGAN by default: at every budget measured (24-192 kimg, RESULTS.md) it gave a better union than
     # GAN Cocktail and our variants. 48 kimg is what the default merge of three sources always spent
     # (8 + 8 rooting + 32 merging); methods that root add root_kimg per non-root source to merge_kimg.
-    method: str = "transfer"
-    root_kimg: float = 8.0
-    merge_kimg: float = 48.0
-    training: TrainingConfig = field(default_factory=lambda: TrainingConfig(**MERGE_TRAINING))
-    truncation: float = 1.0  # sources are sampled without truncation, as in the paper
-    # EWC (Li et al. 2020) weights of the penalty on G's mapping, G's synthesis and D, and the number of
-    # generated samples behind the Fisher information.
-    ewc_g_mapping: float = 5e8
-    ewc_g_synthesis: float = 5e8
-    ewc_d: float = 0.0
-    ewc_samples: int = 4096
-    freeze_d_blocks: int = 1  # Freeze-D: discriminator blocks frozen, counted from the image side
-    # The authors' conditional rooting: every model extended to N classes first, source i rooted with all its
-    # samples labelled i, so class i's embedding learns domain i before the average (their code's default).
-    conditional_rooting: bool = False
-    # The mixture's share of each source in the final stage (the authors' --class_percentages); None: equal.
-    class_percentages: list[float] | None = None
-    # Paired distillation (cocktail_distill): weight of |G(z, i) - parent_i(z)|^2 and its latents per G step.
-    distill_weight: float = 1.0
-    distill_batch: int = 16
-    # "parents" (root and rooted models) or "sources" (the sources themselves); None: parents where the method
-    # roots, else sources.
-    distill_teachers: str | None = None
+    method: str = setting("transfer", help="how the sources are merged", flag=True, choices=MERGE_METHODS)
+    root_kimg: float = setting(8.0, help="training length of each rooting stage (methods that root), in thousands "
+                                    "of images", rule=number_rule(0), flag=True)
+    merge_kimg: float = setting(48.0, help="training length of the final stage: all of a method that does not root, "
+                                      "the merged model's fine-tuning after rooting",
+                                rule=number_rule(0, low_open=True), flag=True)
+    truncation: float = setting(1.0, help="truncation psi used to sample the sources (paper: 1.0)",
+                                rule=number_rule(0, 1, low_open=True), flag=True)
+    training: TrainingConfig = setting(default_factory=lambda: TrainingConfig(**MERGE_TRAINING),
+                                       help="how every stage trains (a recipe's training: mapping)", recipe=False)
+    # Recorded only when set, so that records of merges made before they existed (and their stages) stay valid.
+    conditional_rooting: bool = setting(
+        False, help="root as the authors' code does: extend the root to one class per source first and root source i "
+                    "with its samples labelled i, so that class i's embedding learns domain i before the average "
+                    "(methods that root only)", rule=boolean_rule, flag=True, record_default=False)
+    class_percentages: list[float] | None = setting(
+        None, help="share of each source in the final stage's mixture, in source order (the authors' "
+                   "--class_percentages; default: equal)", rule=_shares, flag=True, parse=float, nargs="+",
+        record_default=False)
+
+
+@dataclass
+class MergePlan(DistillSettings, FreezeDSettings, EWCSettings, MergeSettings):
+    """Everything a merge needs, validated before any training starts. The defaults of its settings are the
+    merge defaults everywhere (recipes, ``scripts/merge.py``): they are declared once, in its bases (listed
+    last first, as dataclasses take the fields of the last base first)."""
+
+    ingredients: list[Ingredient]
+    root: int = 0
 
     @property
     def class_names(self) -> list[str]:
@@ -76,25 +87,7 @@ class MergePlan:
         """Every setting that needs no model: checked before any source is loaded."""
         if self.method not in MERGE_METHODS:
             raise CocktailError(f"unknown method {self.method!r}; choose one of {', '.join(MERGE_METHODS)}")
-        rules = {"root_kimg": number_rule(0), "merge_kimg": number_rule(0, low_open=True),
-                 "truncation": number_rule(0, 1, low_open=True), "ewc_g_mapping": number_rule(0),
-                 "ewc_g_synthesis": number_rule(0), "ewc_d": number_rule(0),
-                 "ewc_samples": number_rule(FISHER_BATCH, integer=True),
-                 "freeze_d_blocks": number_rule(1, integer=True), "distill_weight": number_rule(0),
-                 "distill_batch": number_rule(1, integer=True)}
-        apply_rules(self, rules)
-        if self.distill_teachers not in (None, "parents", "sources"):
-            raise CocktailError(f"distill_teachers must be 'parents' or 'sources' (got {self.distill_teachers!r})")
-        if not isinstance(self.conditional_rooting, bool):
-            raise CocktailError(f"conditional_rooting must be true or false (got {self.conditional_rooting!r})")
-        if self.class_percentages is not None:
-            values = self.class_percentages
-            if not isinstance(values, list | tuple) or any(number_rule(0)(v) for v in values) or sum(values) <= 0:
-                raise CocktailError("class_percentages must be a list of non-negative numbers with a positive sum, "
-                                    f"one per source (got {values!r})")
-        if self.ewc_samples % FISHER_BATCH:
-            raise CocktailError(f"ewc_samples must be a multiple of {FISHER_BATCH}, the Fisher estimate's batch "
-                                f"(got {self.ewc_samples})")
+        check_rules(self)
         self.training.validate(world)
 
     def validate(self, world: int = 1) -> None:
@@ -155,20 +148,11 @@ class MergePlan:
 
 
 def plan_defaults() -> dict:
-    """The merge settings and their defaults, from MergePlan (recipes and flags derive theirs from it)."""
-    return {f.name: f.default for f in fields(MergePlan) if f.name not in ("ingredients", "root", "training")}
-
-
-def deciding_training(config: TrainingConfig) -> dict:
-    """The training settings that decide a result (not where it is written, how it is shown or saved)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items() if k not in NOT_DECIDING}
+    """The recipe's merge settings and their defaults, from MergePlan (recipes and flags derive theirs from it)."""
+    return {f.name: f.default for f, spec in declared(MergePlan) if spec.recipe}
 
 
 def plan_recipe(plan: MergePlan) -> dict:
-    """The settings that decide the result, as recorded in provenance (and compared before reusing stages)."""
-    optional = {"conditional_rooting": True} if plan.conditional_rooting else {}  # recorded when not the default,
-    if plan.class_percentages is not None:  # so earlier merges' records (and their stages) stay valid
-        optional["class_percentages"] = list(plan.class_percentages)
-    return {"method": plan.method, "root_kimg": plan.root_kimg, "merge_kimg": plan.merge_kimg,
-            "truncation": plan.truncation, "training": deciding_training(plan.training),
-            **optional, **plan.merge_method.settings(plan)}
+    """The settings that decide the result, as recorded in provenance (and compared before reusing stages): the
+    merge's own, its training's, and those its method records."""
+    return {**deciding_values(plan, MergeSettings), **plan.merge_method.settings(plan)}

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from ..errors import CocktailError
 from ..files import AGAIN, damage, read_record, remove_leftovers, saving, write_json, write_record
+from ..settings import deciding_values
 from ..training import CHECKPOINTS_DIR, TrainingConfig, checked_checkpoint, effective_ema_rampup, train
 from ..union import UnionModel
 from .digests import json_digest
-from .plan import MergePlan, deciding_training, plan_recipe
+from .plan import MergePlan, plan_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Stage:
 def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, precision: str) -> list[Stage]:
     """The stages ``plan`` will run, in order, each with the inputs that decide its result."""
     method = plan.merge_method
-    common = {"method": plan.method, "training": deciding_training(plan.training), "truncation": plan.truncation,
+    common = {"method": plan.method, "training": deciding_values(plan.training), "truncation": plan.truncation,
               "mixed_precision": precision}
     root_fp = fingerprints[plan.root]
     stages = []

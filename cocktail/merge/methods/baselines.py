@@ -3,12 +3,47 @@ from random weights, from the root, or from the average of the raw sources."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ...errors import CocktailError
 from ...networks import Discriminator, Generator, network_kwargs
+from ...settings import number_rule, setting
 from ..ewc import EWC_UNPENALISED, FISHER_BATCH, FISHER_SEED, cached_fisher, conditional_fisher, ewc_penalty
 from .base import MergeMethod, register_method
+
+
+def _fisher_samples(value) -> str | None:
+    problem = number_rule(FISHER_BATCH, integer=True)(value)
+    if problem is None and value % FISHER_BATCH:
+        return f"must be a multiple of {FISHER_BATCH}, the Fisher estimate's batch"
+    return problem
+
+
+@dataclass(kw_only=True)
+class EWCSettings:
+    """EWC's settings (MergePlan has them): the weights of its penalty and the samples behind its Fisher."""
+
+    ewc_g_mapping: float = setting(5e8, help="EWC: penalty weight on G's mapping network", rule=number_rule(0),
+                                   flag=True)
+    ewc_g_synthesis: float = setting(5e8, help="EWC: penalty weight on G's synthesis network", rule=number_rule(0),
+                                     flag=True)
+    ewc_d: float = setting(0.0, help="EWC: penalty weight on D (the class embedding and projection head are never "
+                                     "penalised)", rule=number_rule(0), flag=True)
+    ewc_samples: int = setting(4096, help=f"EWC: generated samples behind the Fisher information (a multiple of "
+                                          f"{FISHER_BATCH}; estimated once per root and cached)",
+                               rule=_fisher_samples, flag=True)
+
+
+@dataclass(kw_only=True)
+class FreezeDSettings:
+    """Freeze-D's setting (MergePlan has it)."""
+
+    freeze_d_blocks: int = setting(1, help="Freeze-D: discriminator blocks kept frozen, counted from the image side "
+                                           "(1 = the full-resolution block b<res>, 2 = it and b<res/2>, …); b4 with "
+                                           "the output head always trains, so at most log2(resolution) - 2",
+                                   rule=number_rule(1, integer=True), flag=True)
 
 
 @register_method

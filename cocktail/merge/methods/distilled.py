@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...distill import distillation_penalty
 from ...errors import CocktailError
+from ...settings import choice_rule, number_rule, setting
 from .base import MergeMethod, register_method
 from .baselines import Transfer
 from .cocktail import Cocktail
+
+TEACHERS = ("parents", "sources")
+
+
+@dataclass(kw_only=True)
+class DistillSettings:
+    """The distillation methods' settings (MergePlan has them)."""
+
+    distill_weight: float = setting(1.0, help="distillation methods: weight of the paired loss |G(z, i) - "
+                                              "teacher_i(z)|^2", rule=number_rule(0), flag=True)
+    distill_batch: int = setting(16, help="distillation methods: latents of the paired loss per G step",
+                                 rule=number_rule(1, integer=True), flag=True)
+    distill_teachers: str | None = setting(
+        None, help="distillation methods: pull class i towards its parent (root or rooted model) or its source "
+                   "(default: parents where the method roots, else sources)",
+        rule=choice_rule(*TEACHERS, optional=True), flag=True, choices=TEACHERS)
 
 
 class Distilled(MergeMethod):
