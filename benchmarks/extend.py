@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from cocktail.comparison import EVAL_SEED, parse_variant, stage_lengths  # noqa: E402
-from cocktail.methods import load_ingredient, run_merge  # noqa: E402
+from cocktail.merge import load_ingredient, run_merge  # noqa: E402
 from cocktail.metrics import evaluate_model  # noqa: E402
 from cocktail.recipe import build_plan, resolve_recipe  # noqa: E402
 from cocktail.union import UnionModel  # noqa: E402

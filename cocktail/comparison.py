@@ -29,7 +29,7 @@ import yaml
 from .errors import CocktailError
 from .files import write_json
 from .folder import check_class_name
-from .methods import MERGE_METHODS, STAGE_DONE, plan_recipe, run_merge
+from .merge import MERGE_METHODS, STAGE_DONE, plan_recipe, run_merge
 from .training import CHECKPOINTS_DIR
 from .union import UnionModel
 
@@ -198,8 +198,8 @@ def diagnose(comparison: Comparison, plan, folder: Path, union, common: dict) ->
 
     from safetensors.torch import load_file
 
+    from .merge.surgery import average_networks, make_conditional
     from .metrics import evaluate_model
-    from .union import average_networks, make_conditional
 
     real = dict(comparison.real)
     names = plan.class_names

@@ -9,7 +9,8 @@ process, a full disk or a damaged drive must cost a rerun, not the run. So:
   next time (``remove_leftovers``);
 * a folder that is resumed or reused gets a record, written last, listing each of its files with size and
   SHA-256, and a digest of the record itself (``write_record``); ``damage`` says what no longer matches;
-* content is named by digests: ``file_sha256`` for a file, ``weights_digest`` for a network's weights;
+* content is named by digests: ``file_sha256`` for a file, ``weights_digest`` for a network's weights,
+  ``json_digest`` for a JSON value;
 * ``saving`` turns a failed write into one line: what was being written, why, the free space, what to do.
 """
 
@@ -153,7 +154,7 @@ def write_record(path: str | Path, value: dict, files: Iterable[Path]) -> None:
     listed = {file.relative_to(path.parent).as_posix(): {"size": file.stat().st_size, "sha256": file_sha256(file)}
               for file in sorted(files)}
     record = {**value, FILES: listed}
-    write_json(path, {**record, DIGEST: _digest(record)})
+    write_json(path, {**record, DIGEST: json_digest(record)})
 
 
 def read_record(path: str | Path) -> dict:
@@ -169,7 +170,7 @@ def read_record(path: str | Path) -> dict:
         raise CocktailError(f"{path.name}: not a record")
     if FILES in record or DIGEST in record:
         rest = {key: value for key, value in record.items() if key != DIGEST}
-        if record.get(DIGEST) != _digest(rest):
+        if record.get(DIGEST) != json_digest(rest):
             raise CocktailError(f"{path.name}: does not match its own digest")
     return record
 
@@ -196,7 +197,8 @@ def damage(record: str | Path) -> str | None:
     return None
 
 
-def _digest(value: dict) -> str:
+def json_digest(value) -> str:
+    """SHA-256 of a JSON value, independent of key order: records, stage inputs, cache keys."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -573,3 +573,8 @@ class Discriminator(LowPrecisionBlocks, ModelMixin, ConfigMixin):
 def _check_resolution(resolution):
     if resolution < 4 or resolution & (resolution - 1):
         raise ValueError(f"img_resolution must be a power of two >= 4, got {resolution}")
+
+
+def network_kwargs(network: Generator | Discriminator, **changes) -> dict:
+    """The constructor arguments of a network (its config without diffusers' bookkeeping)."""
+    return {**{k: v for k, v in network.config.items() if not k.startswith("_")}, **changes}

@@ -8,7 +8,7 @@ A recipe names everything a merge depends on, so it is also what provenance reco
     root: trouser                 # a source name or index (default: the first)
     # extend: org/union           # instead of root: the sources become new classes of this union
     method: cocktail              # or average, scratch, transfer, ewc, freeze_d
-    root_kimg: 8                  # defaults: MergePlan's (cocktail.methods), the one definition
+    root_kimg: 8                  # defaults: MergePlan's (cocktail.merge.plan), the one definition
     merge_kimg: 32
     training: {batch_size: 32, r1_gamma: 10, pl_weight: 2}
     output_dir: outputs/cocktail
@@ -18,7 +18,6 @@ Every setting is checked (types, ranges, finiteness, divisibility) before any so
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import yaml
 
 from .assets import PREFIX
 from .errors import CocktailError, first_line
-from .methods import MERGE_TRAINING, MergePlan, load_ingredient, load_union_classes, plan_defaults
+from .merge import MERGE_TRAINING, MergePlan, load_ingredient, load_union_classes, plan_defaults
+from .settings import recipe_keys
 from .specs import with_options
 from .training import TrainingConfig
 
@@ -48,7 +48,7 @@ DEFAULTS = {
     "hub_model_id": None,
     "hub_private_repo": False,
 }
-TRAINING_KEYS = {f.name for f in dataclasses.fields(TrainingConfig)} - {"kimg", "output_dir", "report_to"}
+TRAINING_KEYS = set(recipe_keys(TrainingConfig))
 
 
 def load_recipe_file(path: str | Path) -> dict:

@@ -11,7 +11,6 @@ Multi-GPU and multi-node come from ``accelerate launch`` itself.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -20,28 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from cocktail.cli import add_training_flags, training_settings, use_cpu_threads  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
-from cocktail.methods import FISHER_BATCH, MERGE_METHODS, MERGE_TRAINING  # noqa: E402
+from cocktail.merge import MergePlan  # noqa: E402
 from cocktail.recipe import DEFAULTS  # noqa: E402
-from cocktail.training import TrainingConfig  # noqa: E402
-
-# Merge settings: flag → help. Their defaults come from MergePlan (through the recipe's DEFAULTS), the one
-# place they are defined.
-PLAN_FLAGS = {
-    "root_kimg": "training length of each rooting stage (methods that root), in thousands of images",
-    "merge_kimg": "training length of the final stage: all of a method that does not root, the merged "
-                  "model's fine-tuning after rooting",
-    "truncation": "truncation psi used to sample the sources (paper: 1.0)",
-    "ewc_g_mapping": "EWC: penalty weight on G's mapping network",
-    "ewc_g_synthesis": "EWC: penalty weight on G's synthesis network",
-    "ewc_d": "EWC: penalty weight on D (the class embedding and projection head are never penalised)",
-    "ewc_samples": f"EWC: generated samples behind the Fisher information (a multiple of {FISHER_BATCH}; "
-                   "estimated once per root and cached)",
-    "freeze_d_blocks": "Freeze-D: discriminator blocks kept frozen, counted from the image side (1 = the "
-                       "full-resolution block b<res>, 2 = it and b<res/2>, …); b4 with the output head always "
-                       "trains, so at most log2(resolution) - 2",
-    "distill_weight": "distillation methods: weight of the paired loss |G(z, i) - teacher_i(z)|^2",
-    "distill_batch": "distillation methods: latents of the paired loss per G step",
-}
+from cocktail.settings import add_flags, flag_values  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,25 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extend", metavar="UNION",
                    help="grow this union instead of merging from scratch: the sources become new classes, the union "
                         "is the root (its classes are not re-rooted and are drawn from the union itself)")
-    p.add_argument("--method", choices=list(MERGE_METHODS), help=f"(default: {DEFAULTS['method']})")
-    for flag, text in PLAN_FLAGS.items():
-        p.add_argument(f"--{flag}", type=type(DEFAULTS[flag]), help=f"{text} (default: {DEFAULTS[flag]:g})")
-    p.add_argument("--conditional_rooting", action="store_true", default=None,
-                   help="root as the authors' code does: extend the root to one class per source first and root "
-                        "source i with its samples labelled i (methods that root only)")
-    p.add_argument("--class_percentages", type=float, nargs="+",
-                   help="share of each source in the final stage's mixture, in source order (default: equal)")
-    p.add_argument("--distill_teachers", choices=["parents", "sources"],
-                   help="distillation methods: pull class i towards its parent (root or rooted model) or its "
-                        "source (default: parents where the method roots, else sources)")
+    defaults = MergePlan([])  # the merge settings (their flags) and defaults, declared once there
+    add_flags(p, defaults)
     p.add_argument("--output_dir", help=f"(default: {DEFAULTS['output_dir']})")
     p.add_argument("--overwrite_output_dir", action="store_true", default=None,
                    help="replace a different merge found in --output_dir (it is kept until this run's first "
                         "stage is done); without it such a folder stops the run")
-    training = {**dataclasses.asdict(TrainingConfig()), **MERGE_TRAINING}
-    add_training_flags(p, help_overrides={"resume_from_checkpoint": "'latest' or a checkpoint folder of one stage, "
-                                          "which it resumes (interrupted merges resume their stage automatically)"},
-                       shown_defaults={**training, "learning_rate": training["g_lr"]})
+    add_training_flags(p, defaults.training,
+                       help_overrides={"resume_from_checkpoint": "'latest' or a checkpoint folder of one stage, which "
+                                       "it resumes (interrupted merges resume their stage automatically)"})
     p.add_argument("--push_to_hub", action="store_true", default=None)
     p.add_argument("--hub_model_id")
     p.add_argument("--hub_private_repo", action="store_true", default=None)
@@ -92,10 +62,7 @@ def flag_layer(args) -> dict:
     """The recipe keys the command line sets explicitly."""
     return {
         "sources": args.sources or None, "names": args.names, "root": args.root, "extend": args.extend,
-        "method": args.method,
-        **{flag: getattr(args, flag) for flag in PLAN_FLAGS}, "conditional_rooting": args.conditional_rooting,
-        "class_percentages": args.class_percentages, "distill_teachers": args.distill_teachers,
-        "overwrite_output_dir": args.overwrite_output_dir,
+        **flag_values(args, MergePlan), "overwrite_output_dir": args.overwrite_output_dir,
         "output_dir": args.output_dir, "mixed_precision": args.mixed_precision, "report_to": args.report_to,
         "push_to_hub": args.push_to_hub, "hub_model_id": args.hub_model_id,
         "hub_private_repo": args.hub_private_repo, "training": training_settings(args),
@@ -125,7 +92,7 @@ def main(argv=None) -> int:
     log(f"{what} with '{plan.method}' (root: {plan.class_names[plan.root]}) "
         f"on {accelerator.num_processes} process(es), {accelerator.device}"
         + (f", {threads} CPU threads each" if threads else ""))
-    from cocktail.methods import run_merge
+    from cocktail.merge import run_merge
 
     run_merge(plan, output_dir, accelerator=accelerator, log=log, overwrite=bool(recipe["overwrite_output_dir"]))
     union_dir = output_dir / "union"

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from cocktail.errors import CocktailError, run_script  # noqa: E402
-from cocktail.methods import MERGE_METHODS, run_merge  # noqa: E402
+from cocktail.merge import MERGE_METHODS, run_merge  # noqa: E402
 
 PRESETS = {
     "quick": dict(merges=[["trouser", "sneaker"], ["sneaker", "bag"], ["trouser", "sneaker", "bag"]],

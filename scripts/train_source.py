@@ -24,9 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from cocktail.cli import add_training_flags, training_settings, use_cpu_threads  # noqa: E402
 from cocktail.errors import CocktailError, run_script  # noqa: E402
 from cocktail.networks import PRESETS  # noqa: E402
+from cocktail.settings import help_of  # noqa: E402
+from cocktail.training import TrainingConfig  # noqa: E402
 
 # Each flag overrides one entry of the preset architecture of a fresh model.
 ARCHITECTURE_FLAGS = ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
+# What a source's training changes in TrainingConfig's defaults: the EMA ramp-up wherever it still matters.
+SOURCE_TRAINING = {"ema_rampup": "auto"}
 
 
 def parse_args(argv=None):
@@ -43,9 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="architecture of a fresh model")
     for flag in ARCHITECTURE_FLAGS:
         p.add_argument(f"--{flag}", type=int, help=f"override the preset's {flag}")
-    p.add_argument("--kimg", type=float, default=100.0, help="training length, thousands of images")
-    add_training_flags(p, batch_size=32, learning_rate=0.002, r1_gamma=10.0, pl_weight=2.0, style_mixing_prob=0.9,
-                       ema_kimg=10.0, ema_rampup="auto", checkpoints_total_limit=2, seed=0)
+    p.add_argument("--kimg", type=float, default=100.0, help=help_of(TrainingConfig, "kimg"))
+    add_training_flags(p, TrainingConfig(**SOURCE_TRAINING))
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -65,7 +68,7 @@ def load_init(spec: str, resolution: int | None):
     return model.generator, model.discriminator
 
 
-def fresh_networks(args, resolution: int, channels: int):
+def fresh_networks(args, resolution: int, channels: int, seed: int):
     """A new (G, D) pair from the preset and the flags that override it."""
     import torch
 
@@ -73,7 +76,7 @@ def fresh_networks(args, resolution: int, channels: int):
 
     overrides = {flag: getattr(args, flag) for flag in ARCHITECTURE_FLAGS if getattr(args, flag) is not None}
     architecture = {**PRESETS[args.preset], **overrides}
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     try:
         G = Generator(img_resolution=resolution, img_channels=channels, **architecture)
         D = Discriminator(img_resolution=resolution, img_channels=channels,
@@ -88,16 +91,17 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
 
     from cocktail.files import saving
+    from cocktail.networks import network_kwargs
     from cocktail.sources import load_source
     from cocktail.specs import Origin, SourceRecord
-    from cocktail.training import TrainingConfig, effective_ema_rampup, latest_checkpoint, train
-    from cocktail.union import UnionModel, network_kwargs
+    from cocktail.training import effective_ema_rampup, latest_checkpoint, train
+    from cocktail.union import UnionModel
 
     output_dir = Path(args.output_dir)
     training_dir = Path(args.training_dir or f"{output_dir}-training")
     name = args.name or Path(args.data_dir.rstrip("/")).name or "source"
-    config = TrainingConfig(kimg=args.kimg, output_dir=str(training_dir), report_to=args.report_to,
-                            progress=not args.no_progress, **training_settings(args))
+    config = TrainingConfig(**{**SOURCE_TRAINING, **training_settings(args)}, kimg=args.kimg,
+                            output_dir=str(training_dir), report_to=args.report_to, progress=not args.no_progress)
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=args.report_to,
                               project_dir=str(training_dir))
     threads = use_cpu_threads(args.cpu_threads, accelerator.device, accelerator.num_processes)
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
     source = load_source(args.data_dir, G.img_resolution if args.init else args.resolution or 64,
                          device=accelerator.device)
     if not args.init:
-        G, D = fresh_networks(args, source.resolution, getattr(source, "channels", 3))
+        G, D = fresh_networks(args, source.resolution, getattr(source, "channels", 3), config.seed)
         start = {"architecture": network_kwargs(G)}
     accelerator.print(f"training '{name}' ({G.img_resolution} px) on {args.data_dir} for {args.kimg:g} kimg "
                       f"on {accelerator.num_processes} process(es), {accelerator.device}"

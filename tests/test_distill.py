@@ -4,8 +4,8 @@ import torch
 from training_helpers import SolidSource, tiny_pair
 
 from cocktail.distill import distillation_penalty
+from cocktail.merge.surgery import make_conditional
 from cocktail.training import TrainingConfig, train
-from cocktail.union import make_conditional
 
 
 def drawn_in_range(G):

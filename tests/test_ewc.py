@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cocktail import methods
-from cocktail.methods import (
+from cocktail.merge import ewc
+from cocktail.merge.ewc import (
     EWC_UNPENALISED,
     FISHER_BATCH,
     cached_fisher,
@@ -15,7 +15,7 @@ from cocktail.methods import (
     ewc_penalty,
     fisher_information,
 )
-from cocktail.union import make_conditional
+from cocktail.merge.surgery import make_conditional
 
 
 def test_diagonal_fisher_averages_squared_batch_gradients():
@@ -51,14 +51,14 @@ def test_fisher_of_the_networks_matches_the_closed_form(tiny_networks):
 
 def test_fisher_is_estimated_once_per_source_and_sample_count(tiny_networks, tmp_path, monkeypatch):
     G, D = tiny_networks
-    monkeypatch.setattr(methods, "fisher_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(ewc, "fisher_cache_dir", lambda: tmp_path)
     first = cached_fisher(G, D, FISHER_BATCH, None, lambda _: None)
     (cached,) = tmp_path.glob("*.safetensors")
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the cached estimate should have been used")
 
-    monkeypatch.setattr(methods, "fisher_information", must_not_run)
+    monkeypatch.setattr(ewc, "fisher_information", must_not_run)
     logs = []
     again = cached_fisher(G, D, FISHER_BATCH, None, logs.append)
     assert "from the cache" in logs[0]

@@ -9,10 +9,11 @@ from training_helpers import COLOURS, FAST, TINY_D_KWARGS, TINY_G_KWARGS, colour
 
 from cocktail.card import model_card
 from cocktail.errors import CocktailError
-from cocktail.methods import run_merge
+from cocktail.merge import run_merge
+from cocktail.merge.surgery import add_classes, make_conditional
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import build_plan, resolve_recipe
-from cocktail.union import UnionModel, add_classes, make_conditional
+from cocktail.union import UnionModel
 
 TRAINING = {key: value for key, value in FAST.items() if key != "progress"}
 

@@ -22,10 +22,11 @@ from training_helpers import TINY_D_KWARGS, TINY_G_KWARGS
 from cocktail.card import CARD_MARKER, write_model_card
 from cocktail.errors import CocktailError
 from cocktail.hub import push_to_hub, resolve
-from cocktail.methods import load_ingredient
+from cocktail.merge import load_ingredient
+from cocktail.merge.surgery import make_conditional
 from cocktail.networks import Discriminator, Generator
 from cocktail.specs import parse_hub
-from cocktail.union import UnionModel, make_conditional
+from cocktail.union import UnionModel
 
 REPO = Path(__file__).parent.parent
 SEEDS = [0, 1, 2]

@@ -77,8 +77,17 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_cocktail_has_no_import_cycle():
     graph = import_graph(PACKAGE)
-    assert {"cocktail.union", "cocktail.hub", "cocktail.convert", "cocktail.folder", "cocktail.card"} <= set(graph)
+    assert {"cocktail.union", "cocktail.hub", "cocktail.convert", "cocktail.folder", "cocktail.card",
+            "cocktail.merge.plan", "cocktail.merge.methods.base", "cocktail.merge.run"} <= set(graph)
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
+
+
+def test_the_union_model_is_only_a_container_and_methods_are_handed_their_plan():
+    graph = import_graph(PACKAGE)
+    assert not {m for m in graph["cocktail.union"] if m.startswith(("cocktail.merge", "cocktail.training"))}
+    merging = {"cocktail.merge.plan", "cocktail.merge.stages", "cocktail.merge.run"}
+    for module in (m for m in graph if m.startswith("cocktail.merge.methods.")):
+        assert not graph[module] & merging, f"{module} imports {sorted(graph[module] & merging)}"
 
 
 def test_folder_format_and_model_card_build_on_nothing_above_them():

@@ -19,11 +19,20 @@ from fault_helpers import DISK_FULL, FullDisk, flip_byte, leftovers, truncate
 from script_loader import load_script
 from training_helpers import COLOURS, FAST, TINY_D_KWARGS, TINY_G_KWARGS, colour_source, mean_colour
 
-from cocktail import methods
 from cocktail.comparison import parse_variant, stage_lengths
 from cocktail.errors import CocktailError
 from cocktail.files import damage
-from cocktail.methods import STAGE_DONE, MergePlan, load_ingredient, run_merge
+from cocktail.merge import (
+    MERGE_METHODS,
+    STAGE_DONE,
+    MergePlan,
+    ewc,
+    load_ingredient,
+    plan_recipe,
+    register_method,
+    run_merge,
+)
+from cocktail.merge.methods.baselines import Transfer
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import DEFAULTS, build_plan, resolve_recipe
 from cocktail.training import TrainingConfig
@@ -35,7 +44,7 @@ def fisher_cache(tmp_path, monkeypatch):
     """EWC's Fisher estimates go to a scratch folder, not the user's Hugging Face cache."""
     folder = tmp_path / "fisher-cache"
     folder.mkdir()
-    monkeypatch.setattr(methods, "fisher_cache_dir", lambda: folder)
+    monkeypatch.setattr(ewc, "fisher_cache_dir", lambda: folder)
     return folder
 
 
@@ -374,13 +383,21 @@ def test_an_explicit_damaged_checkpoint_stops_a_merge_before_any_training(source
 # -- adding a method ------------------------------------------------------------------------------
 
 
-def test_a_registered_method_is_a_choice_everywhere_and_merges(sources, tmp_path, monkeypatch):
+@pytest.fixture
+def registry():
+    """The registry of methods, without what a test registered in it once the test is done."""
+    before = dict(MERGE_METHODS)
+    yield MERGE_METHODS
+    MERGE_METHODS.clear()
+    MERGE_METHODS.update(before)
+
+
+def test_a_registered_method_is_a_choice_everywhere_and_merges(sources, tmp_path, registry):
     """Adding a method is one registered class: TransferGAN under another name plans a stage of its own name
     and trains exactly what TransferGAN trains."""
-    monkeypatch.setattr(methods, "MERGE_METHODS", dict(methods.MERGE_METHODS))  # registered for this test only
 
-    @methods.register_method
-    class Retrained(methods.Transfer):
+    @register_method
+    class Retrained(Transfer):
         name, title = "retrained", "TransferGAN again"
 
     method_flag = next(a for a in load_script("merge").build_parser()._actions if a.dest == "method")
@@ -394,7 +411,7 @@ def test_a_registered_method_is_a_choice_everywhere_and_merges(sources, tmp_path
     expected = transfer.generator.state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in retrained.generator.state_dict().items())
     with pytest.raises(ValueError, match="'retrained' is already registered"):
-        methods.register_method(Retrained)
+        register_method(Retrained)
 
 
 # -- the authors' conditional rooting and class percentages ----------------------------------------
@@ -410,8 +427,8 @@ def test_conditional_rooting_roots_each_source_as_its_class_and_is_recorded(sour
     assert UnionModel.from_pretrained(rooted / "model").generator.c_dim == 2  # rooted as class 1 of 2
     recipe = union.provenance["recipe"]
     assert recipe["conditional_rooting"] is True and recipe["class_percentages"] == [1, 3]
-    assert "conditional_rooting" not in methods.plan_recipe(plain)  # earlier records stay valid
-    assert "class_percentages" not in methods.plan_recipe(plain)
+    assert "conditional_rooting" not in plan_recipe(plain)  # earlier records stay valid
+    assert "class_percentages" not in plan_recipe(plain)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -433,4 +450,4 @@ def test_merge_flags_set_conditional_rooting_class_percentages_and_teachers():
     layer = merge.flag_layer(args)
     assert layer["conditional_rooting"] is True and layer["class_percentages"] == [1.0, 2.0]
     assert layer["distill_teachers"] == "sources"
-    assert merge.flag_layer(merge.build_parser().parse_args([]))["conditional_rooting"] is None
+    assert "conditional_rooting" not in merge.flag_layer(merge.build_parser().parse_args([]))

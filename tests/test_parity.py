@@ -7,8 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cocktail.networks import Discriminator, Generator
-from cocktail.union import network_kwargs
+from cocktail.networks import Discriminator, Generator, network_kwargs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stylegan2_parity"
 TOLERANCE = 1e-4

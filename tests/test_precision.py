@@ -12,9 +12,8 @@ from accelerate import Accelerator
 from training_helpers import SolidSource, tiny_pair
 
 from cocktail.errors import CocktailError
-from cocktail.networks import Generator
+from cocktail.networks import Generator, network_kwargs
 from cocktail.training import TrainingConfig, loop, train
-from cocktail.union import network_kwargs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

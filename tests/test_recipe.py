@@ -12,7 +12,7 @@ from training_helpers import TINY_D_KWARGS, TINY_G_KWARGS, SolidSource, tiny_pai
 
 from cocktail import recipe as recipe_module
 from cocktail.errors import CocktailError
-from cocktail.methods import MERGE_METHODS, MergePlan, load_ingredient
+from cocktail.merge import MERGE_METHODS, MergePlan, load_ingredient
 from cocktail.recipe import DEFAULTS, build_plan, resolve_recipe
 from cocktail.training import TrainingConfig, effective_ema_rampup, train
 from cocktail.union import UnionModel

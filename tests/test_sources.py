@@ -10,11 +10,12 @@ from PIL import Image
 
 from cocktail.errors import CocktailError
 from cocktail.images import resize_images
-from cocktail.methods import load_ingredient
+from cocktail.merge import load_ingredient
+from cocktail.merge.surgery import make_conditional
 from cocktail.recipe import resolve_recipe, source_entries
 from cocktail.sources import ForeignSource, ImageFolderSource, MixtureSource, ModelSource, load_source
 from cocktail.specs import latent_shape, split_options, with_options
-from cocktail.union import UnionModel, make_conditional
+from cocktail.union import UnionModel
 
 
 def seeded(seed):

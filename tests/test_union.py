@@ -11,12 +11,11 @@ from training_helpers import TINY_D_KWARGS, TINY_G_KWARGS
 from cocktail.card import write_model_card
 from cocktail.errors import CocktailError
 from cocktail.folder import check_class_name
-from cocktail.methods import MergePlan, load_ingredient
+from cocktail.merge import MergePlan, load_ingredient
+from cocktail.merge.surgery import average_networks, make_conditional
 from cocktail.networks import Discriminator, Generator
 from cocktail.union import (
     UnionModel,
-    average_networks,
-    make_conditional,
 )
 
 

@@ -2,7 +2,7 @@
 (distributed.py), saved and resumed through checkpoint folders (checkpoint.py), set up by a config (config.py)."""
 
 from .checkpoint import CHECKPOINTS_DIR, STATE_FILE, checked_checkpoint, latest_checkpoint
-from .config import TrainingConfig, apply_rules, check_minibatch_groups, effective_ema_rampup, number_rule
+from .config import TrainingConfig, check_minibatch_groups, effective_ema_rampup
 from .loop import TrainResult, train
 
 __all__ = [
@@ -10,11 +10,9 @@ __all__ = [
     "STATE_FILE",
     "TrainResult",
     "TrainingConfig",
-    "apply_rules",
     "check_minibatch_groups",
     "checked_checkpoint",
     "effective_ema_rampup",
     "latest_checkpoint",
-    "number_rule",
     "train",
 ]

@@ -2,47 +2,90 @@
 
 from __future__ import annotations
 
-import math
+import argparse
 from dataclasses import asdict, dataclass
 
 from ..errors import CocktailError
 from ..folder import checked_class_names
 from ..networks import Discriminator
+from ..settings import boolean_rule, check_rules, number_rule, setting, text_rule
+
+
+def _betas(value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return "must be two numbers (beta1, beta2)"
+    return next(filter(None, map(number_rule(0, 1, high_open=True), value)), None)
+
+
+def _ema_rampup(value):
+    if value == "auto" or not number_rule(0, 1, low_open=True, optional=True)(value):
+        return None
+    return 'must be "auto", a number in (0, 1] or null'
+
+
+def _ema_rampup_flag(text: str) -> float | str | None:
+    """``--ema_rampup``: "auto", "none" or a fraction of the images seen."""
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not auto, none or a number") from None
 
 
 @dataclass
 class TrainingConfig:
-    """Hyper-parameters of one training run (defaults: the paper's StyleGAN2 recipe)."""
+    """Hyper-parameters of one training run (defaults: the paper's StyleGAN2 recipe). Each field declares its
+    flag, recipe key, check and whether it decides a result (``cocktail.settings``)."""
 
-    kimg: float = 10.0
-    batch_size: int = 32  # global batch across processes
-    g_lr: float = 0.002
-    d_lr: float = 0.002
-    betas: tuple = (0.0, 0.99)
-    eps: float = 1e-8
-    r1_gamma: float = 10.0
-    r1_interval: int = 16
-    pl_weight: float = 2.0
-    pl_interval: int = 4
-    pl_decay: float = 0.01
-    pl_batch_shrink: int = 2
-    style_mixing_prob: float = 0.9
-    ema_kimg: float = 10.0
-    ema_rampup: float | str | None = None  # None, a fraction of images seen, or "auto" (see effective_ema_rampup)
-    output_dir: str = "outputs/run"
-    checkpointing_kimg: float | None = None
-    checkpoints_total_limit: int | None = 2
-    resume_from_checkpoint: str | None = None  # "latest" or a checkpoint path
-    sample_every_kimg: float | None = None
-    grid_seeds_per_class: int = 8
-    report_to: str | None = None  # e.g. "tensorboard"
-    seed: int = 0
-    progress: bool = True
+    kimg: float = setting(10.0, help="training length, thousands of images", rule=number_rule(0), recipe=False,
+                          deciding=False)
+    batch_size: int = setting(32, help="global batch over all processes", rule=number_rule(1, integer=True),
+                              flag=True)
+    g_lr: float = setting(0.002, help="Adam learning rate of G and D", rule=number_rule(0, low_open=True),
+                          flag="learning_rate")
+    d_lr: float = setting(0.002, rule=number_rule(0, low_open=True), flag="learning_rate")
+    betas: tuple = setting((0.0, 0.99), help="Adam's betas", rule=_betas)
+    eps: float = setting(1e-8, help="Adam's epsilon", rule=number_rule(0, low_open=True))
+    r1_gamma: float = setting(10.0, help="weight of the R1 penalty on D's gradient at real images",
+                              rule=number_rule(0), flag=True)
+    r1_interval: int = setting(16, help="D steps per R1 penalty (lazy regularisation)",
+                               rule=number_rule(1, integer=True))
+    pl_weight: float = setting(2.0, help="weight of G's path length penalty", rule=number_rule(0), flag=True)
+    pl_interval: int = setting(4, help="G steps per path length penalty", rule=number_rule(1, integer=True))
+    pl_decay: float = setting(0.01, help="decay of the path length's running mean", rule=number_rule(0, 1))
+    pl_batch_shrink: int = setting(2, help="the path length penalty's batch is the batch divided by this",
+                                   rule=number_rule(1, integer=True))
+    style_mixing_prob: float = setting(0.9, help="share of generated images that mix the styles of two latents",
+                                       rule=number_rule(0, 1), flag=True)
+    ema_kimg: float = setting(10.0, help="G EMA half-life in kimg", rule=number_rule(0), flag=True)
+    ema_rampup: float | str | None = setting(
+        None, help="cap the EMA half-life at this fraction of the images seen so far; 'auto': 0.05 for runs "
+                   "shorter than ema_kimg / 0.05 (where it still matters), else none",
+        rule=_ema_rampup, flag=True, parse=_ema_rampup_flag)
+    output_dir: str = setting("outputs/run", help="checkpoints, sample grids and logs", rule=text_rule(optional=False),
+                              recipe=False, deciding=False)
+    checkpointing_kimg: float | None = setting(
+        None, help="save a checkpoint every N kimg", rule=number_rule(0, low_open=True, optional=True), flag=True,
+        parse=float, deciding=False)
+    checkpoints_total_limit: int | None = setting(
+        2, help="checkpoints kept, the oldest removed first (in a recipe, null: all)",
+        rule=number_rule(1, integer=True, optional=True), flag=True, deciding=False)
+    resume_from_checkpoint: str | None = setting(None, help="'latest' or a checkpoint folder", rule=text_rule(),
+                                                 flag=True, deciding=False)
+    sample_every_kimg: float | None = setting(
+        None, help="write a sample grid every N kimg", rule=number_rule(0, low_open=True, optional=True),
+        flag=True, parse=float, deciding=False)
+    grid_seeds_per_class: int = setting(8, help="seeds per class in a sample grid", rule=number_rule(1, integer=True),
+                                        deciding=False)
+    report_to: str | None = setting(None, help="e.g. tensorboard", rule=text_rule(), recipe=False, deciding=False)
+    seed: int = setting(0, help="seed of the run's randomness", rule=number_rule(0, integer=True), flag=True)
+    progress: bool = setting(True, help="show a progress bar", rule=boolean_rule, deciding=False)
 
     def validate(self, world: int = 1) -> None:
         """Refuse, with one line naming the setting, any value training cannot use: a typo or a NaN in a
         recipe must stop a run before a model is loaded, not end it in a traceback (or finish it silently)."""
-        apply_rules(self, _SETTING_RULES)
+        check_rules(self)
         if self.batch_size % world:
             raise CocktailError(f"batch_size must be a multiple of the number of processes ({world}) "
                                 f"(got {self.batch_size})")
@@ -73,78 +116,6 @@ def effective_ema_rampup(config: TrainingConfig) -> float | None:
     if config.ema_rampup != "auto":
         return config.ema_rampup
     return AUTO_EMA_RAMPUP if config.kimg * AUTO_EMA_RAMPUP < config.ema_kimg else None
-
-
-def apply_rules(settings, rules: dict) -> None:
-    """Raise one line naming the first setting of ``settings`` (an object) that breaks its rule."""
-    for name, rule in rules.items():
-        problem = rule(getattr(settings, name))
-        if problem:
-            raise CocktailError(f"{name} {problem} (got {getattr(settings, name)!r})")
-
-
-def number_rule(low=None, high=None, low_open=False, high_open=False, optional=False, integer=False):
-    """A rule for one numeric setting: the right type, finite, within [low, high] (or open ends)."""
-    def rule(value):
-        if value is None and optional:
-            return None
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            return f"must be {'an integer' if integer else 'a number'}{' or null' if optional else ''}"
-        if not math.isfinite(value):
-            return "must be finite"
-        if low == 0 and low_open and value <= 0:
-            return "must be positive"
-        if low is not None and (value < low or (low_open and value == low)):
-            return f"must be {'>' if low_open else '>='} {low}"
-        if high is not None and (value > high or (high_open and value == high)):
-            return f"must be {'<' if high_open else '<='} {high}"
-        return None
-    return rule
-
-
-def _betas(value):
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        return "must be two numbers (beta1, beta2)"
-    return next(filter(None, map(number_rule(0, 1, high_open=True), value)), None)
-
-
-def _ema_rampup(value):
-    if value == "auto" or not number_rule(0, 1, low_open=True, optional=True)(value):
-        return None
-    return 'must be "auto", a number in (0, 1] or null'
-
-
-def _text(optional=True):
-    return lambda value: None if isinstance(value, str) or (optional and value is None) else "must be text"
-
-
-_SETTING_RULES = {
-    "kimg": number_rule(0),
-    "batch_size": number_rule(1, integer=True),
-    "g_lr": number_rule(0, low_open=True),
-    "d_lr": number_rule(0, low_open=True),
-    "betas": _betas,
-    "eps": number_rule(0, low_open=True),
-    "r1_gamma": number_rule(0),
-    "r1_interval": number_rule(1, integer=True),
-    "pl_weight": number_rule(0),
-    "pl_interval": number_rule(1, integer=True),
-    "pl_decay": number_rule(0, 1),
-    "pl_batch_shrink": number_rule(1, integer=True),
-    "style_mixing_prob": number_rule(0, 1),
-    "ema_kimg": number_rule(0),
-    "ema_rampup": _ema_rampup,
-    "output_dir": _text(optional=False),
-    "checkpointing_kimg": number_rule(0, low_open=True, optional=True),
-    "checkpoints_total_limit": number_rule(1, integer=True, optional=True),
-    "resume_from_checkpoint": _text(),
-    "sample_every_kimg": number_rule(0, low_open=True, optional=True),
-    "grid_seeds_per_class": number_rule(1, integer=True),
-    "report_to": _text(),
-    "seed": number_rule(0, integer=True),
-    "progress": lambda value: None if isinstance(value, bool) else "must be true or false",
-}
 
 
 def check_setup(G, D, source, config: TrainingConfig, world: int, class_names) -> None:
