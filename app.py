@@ -37,6 +37,7 @@ from cocktail.assets import DEFAULT_UNION, real_examples
 from cocktail.errors import CocktailError, run_script
 from cocktail.folder import SAMPLES_FILE
 from cocktail.images import to_pil
+from cocktail.provenance import Provenance
 from cocktail.specs import parse
 from cocktail.union import UnionModel
 
@@ -495,9 +496,14 @@ def model_info_tab(model: UnionModel, model_card: str | None, samples):
         if samples is not None:
             gr.Image(samples, label="samples, one row per class", interactive=False, format="png")
         gr.JSON({"classes": model.class_names}, label="classes")
-        provenance = json.loads(json.dumps(model.provenance, default=str))  # JSON-safe for the browser
-        gr.JSON(provenance, label="provenance")
-        gr.JSON(provenance.get("metrics") or {}, label="metrics")
+        provenance = Provenance.from_dict(model.provenance)
+        gr.JSON(_json_safe(provenance.to_dict()), label="provenance")
+        gr.JSON(_json_safe(provenance.metrics or {}), label="metrics")
+
+
+def _json_safe(value):
+    """What the browser can show: anything JSON cannot hold, as text."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def build_demo(model: UnionModel, model_card: str | None = None, samples=None, from_hub: bool = False,

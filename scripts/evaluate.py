@@ -117,13 +117,13 @@ def store_in_model(folder: Path, evaluations) -> None:
     from cocktail.card import CARD_MARKER, write_model_card
     from cocktail.files import write_json
     from cocktail.folder import INDEX_FILE, read_index
+    from cocktail.provenance import Provenance
 
     index = read_index(folder)
-    provenance = index.setdefault("provenance", {})
-    stored = provenance.get("metrics") if isinstance(provenance.get("metrics"), dict) else {}
+    provenance = Provenance.from_dict(index.get("provenance") or {})
     for evaluation in evaluations:
-        stored.update(evaluation.provenance_metrics())
-    provenance["metrics"] = stored
+        provenance.add_metrics(evaluation.provenance_metrics())
+    index["provenance"] = provenance.to_dict()
     write_json(folder / INDEX_FILE, index)
     readme = folder / "README.md"
     if not readme.is_file() or CARD_MARKER in readme.read_text(errors="replace"):
