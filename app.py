@@ -540,14 +540,9 @@ def load_model(spec: str, device: str) -> tuple[UnionModel, str | None, Image.Im
     """A union model, its card's markdown and its sample grid, from ``example:…``, a folder or the Hub."""
     spec = parse(spec).whole_model()  # a missing local folder is reported as such, before any "downloading"
     if spec.on_the_hub:
-        from cocktail.hub import resolve
-
         print(f"downloading {spec} from the Hugging Face Hub …", flush=True)
-        folder = resolve(spec).local_path
-    else:
-        folder = spec.path
-    model = UnionModel.from_pretrained(folder, load_discriminator=False, device=device)
-    card_path, samples_path = Path(folder) / "README.md", Path(folder) / SAMPLES_FILE
+    model = UnionModel.from_pretrained(spec, load_discriminator=False, device=device)
+    card_path, samples_path = model.folder / "README.md", model.folder / SAMPLES_FILE
     # The card's YAML front matter is metadata for the Hub, not text for visitors.
     card = re.sub(r"\A---\n.*?\n---\n", "", card_path.read_text(encoding="utf-8"), flags=re.S) \
         if card_path.is_file() else None

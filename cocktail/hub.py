@@ -71,8 +71,11 @@ class ResolvedSource:
     revision: str | None = None
     commit: str | None = None
 
+    def record(self) -> SourceRecord:
+        return SourceRecord(self.spec, origin=Origin(self.repo_id, self.revision, self.commit))
+
     def provenance(self) -> dict:
-        return SourceRecord(self.spec, origin=Origin(self.repo_id, self.revision, self.commit)).to_dict()
+        return self.record().to_dict()
 
 
 # ---------------------------------------------------------------------------------------
