@@ -37,6 +37,7 @@ from cocktail.assets import DEFAULT_UNION, real_examples
 from cocktail.errors import CocktailError, run_script
 from cocktail.folder import SAMPLES_FILE
 from cocktail.images import to_pil
+from cocktail.provenance import Provenance
 from cocktail.specs import parse
 from cocktail.union import UnionModel
 
@@ -495,9 +496,14 @@ def model_info_tab(model: UnionModel, model_card: str | None, samples):
         if samples is not None:
             gr.Image(samples, label="samples, one row per class", interactive=False, format="png")
         gr.JSON({"classes": model.class_names}, label="classes")
-        provenance = json.loads(json.dumps(model.provenance, default=str))  # JSON-safe for the browser
-        gr.JSON(provenance, label="provenance")
-        gr.JSON(provenance.get("metrics") or {}, label="metrics")
+        provenance = Provenance.from_dict(model.provenance)
+        gr.JSON(_json_safe(provenance.to_dict()), label="provenance")
+        gr.JSON(_json_safe(provenance.metrics or {}), label="metrics")
+
+
+def _json_safe(value):
+    """What the browser can show: anything JSON cannot hold, as text."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def build_demo(model: UnionModel, model_card: str | None = None, samples=None, from_hub: bool = False,
@@ -534,14 +540,9 @@ def load_model(spec: str, device: str) -> tuple[UnionModel, str | None, Image.Im
     """A union model, its card's markdown and its sample grid, from ``example:…``, a folder or the Hub."""
     spec = parse(spec).whole_model()  # a missing local folder is reported as such, before any "downloading"
     if spec.on_the_hub:
-        from cocktail.hub import resolve
-
         print(f"downloading {spec} from the Hugging Face Hub …", flush=True)
-        folder = resolve(spec).local_path
-    else:
-        folder = spec.path
-    model = UnionModel.from_pretrained(folder, load_discriminator=False, device=device)
-    card_path, samples_path = Path(folder) / "README.md", Path(folder) / SAMPLES_FILE
+    model = UnionModel.from_pretrained(spec, load_discriminator=False, device=device)
+    card_path, samples_path = model.folder / "README.md", model.folder / SAMPLES_FILE
     # The card's YAML front matter is metadata for the Hub, not text for visitors.
     card = re.sub(r"\A---\n.*?\n---\n", "", card_path.read_text(encoding="utf-8"), flags=re.S) \
         if card_path.is_file() else None

@@ -15,6 +15,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .folder import INDEX_FILE, SAMPLES_FILE, read_index
+from .provenance import Provenance
 
 LIBRARY_NAME = "gan-cocktail"
 CARD_TAGS = ["gan", "stylegan2", "gan-cocktail", "model-merging", "image-generation"]
@@ -45,11 +46,10 @@ def model_card(folder: str | Path, *, repo_id: str | None = None, name: str | No
     folder = Path(folder)
     index = read_index(folder)
     class_names = list(index.get("class_names") or [])
-    provenance = index.get("provenance") or {}
-    sources = [s for s in provenance.get("sources") or [] if isinstance(s, dict)]
-    hub_sources = list(dict.fromkeys(s["repo_id"] for s in sources if s.get("repo_id")))
-    merged = len(sources) > 1
-    rows = _metric_rows(provenance.get("metrics") or {})
+    provenance = Provenance.from_dict(index.get("provenance") or {})
+    hub_sources = provenance.hub_repos()
+    merged = len(provenance.sources) > 1
+    rows = _metric_rows(provenance.metrics or {})
     name = repo_id.split("/")[-1] if repo_id else name or folder.resolve().name
     extra = {}
     if hub_sources:
@@ -65,15 +65,15 @@ def model_card(folder: str | Path, *, repo_id: str | None = None, name: str | No
             for scope, metric, value in rows]
     data = ModelCardData(library_name=LIBRARY_NAME, tags=list(CARD_TAGS), pipeline_tag="unconditional-image-generation",
                          **extra)
-    body = _card_body(folder, name, repo_id, class_names, provenance, sources, rows)
+    body = _card_body(folder, name, repo_id, class_names, provenance, rows)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     return str(card)
 
 
-def _card_body(folder, name, repo_id, class_names, provenance, sources, rows) -> str:
+def _card_body(folder, name, repo_id, class_names, provenance: Provenance, rows) -> str:
     config = json.loads((folder / "generator" / "config.json").read_text())
     resolution = config.get("img_resolution")
-    method, root = provenance.get("method"), provenance.get("root")
+    method, root, sources = provenance.method, provenance.root, provenance.sources
     if len(sources) > 1:
         intro = (f"A class-conditional StyleGAN2 generator ({resolution}×{resolution} px) that unites the domains "
                  f"of {len(sources)} source GANs, made with the [GAN Cocktail]({PAPER_URL}) toolkit (method "
@@ -95,22 +95,22 @@ def _card_body(folder, name, repo_id, class_names, provenance, sources, rows) ->
               'imgs[0].save("sample.png")', "```"]
     if rows:
         lines += ["", "## Metrics", "", *_metrics_table(rows)]
-        notes = {k: v for k, v in (provenance.get("metrics") or {}).items() if isinstance(v, str | int | float)
+        notes = {k: v for k, v in (provenance.metrics or {}).items() if isinstance(v, str | int | float)
                  and not _is_metric(k)}
         lines += ["", *[f"- {key}: {value}" for key, value in notes.items()]] if notes else []
     lines += ["", "## Provenance"]
     if method:
         lines += ["", f"- method: `{method}`", f"- root: `{root}`"]
-    chain = _extensions(provenance)
+    chain = provenance.lineage()
     if chain:
         lines += ["", "Grown from an existing union (`scripts/merge.py --extend`), newest step first:", ""]
         for step in chain:
-            earlier = step.get("provenance") or {}
-            specs = [f"`{s.get('spec')}`" for s in earlier.get("sources") or [] if isinstance(s, dict)]
-            how = f", made with `{earlier['method']}`" if earlier.get("method") else ""
-            lines.append(f"- `{step.get('spec')}` (classes {', '.join(map(str, step.get('classes') or []))}{how}"
+            earlier = step.provenance
+            specs = [f"`{s.spec}`" for s in earlier.sources]
+            how = f", made with `{earlier.method}`" if earlier.method else ""
+            lines.append(f"- `{step.spec}` (classes {', '.join(map(str, step.classes))}{how}"
                          + (f" from {', '.join(specs)})" if specs else ")"))
-    made = provenance.get("produced_by") or {}
+    made = provenance.produced_by or {}
     if isinstance(made, dict) and made:
         lines += ["", "How this model was made:", ""]
         lines += [f"- {key.replace('_', ' ')}: " + (f"`{value}`" if key == "command" else f"{value}")
@@ -118,27 +118,18 @@ def _card_body(folder, name, repo_id, class_names, provenance, sources, rows) ->
     if sources:
         lines += ["", "| source | spec | revision | commit |", "| --- | --- | --- | --- |"]
         for source in sources:
-            commit = source.get("commit")
-            lines.append(f"| {source.get('name', '')} | `{source.get('spec', '')}` | {source.get('revision') or ''}"
+            commit = source.commit
+            lines.append(f"| {source.name or ''} | `{source.spec}` | {source.revision or ''}"
                          f" | {f'`{commit}`' if commit else ''} |")
-    kimg = provenance.get("kimg") or {}
+    kimg = provenance.kimg or {}
     if kimg:
         lines += ["", "| stage | kimg |", "| --- | --- |", *[f"| {stage} | {k} |" for stage, k in kimg.items()]]
-    if provenance.get("recipe"):
-        recipe = yaml.safe_dump(provenance["recipe"], sort_keys=False).rstrip()
+    if provenance.recipe:
+        recipe = yaml.safe_dump(provenance.recipe, sort_keys=False).rstrip()
         lines += ["", "Recipe:", "", "```yaml", recipe, "```"]
     lines += ["", f"Everything above comes from [`{INDEX_FILE}`]({INDEX_FILE}).", "", "## Citation", "",
               "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
-
-
-def _extensions(provenance: dict) -> list[dict]:
-    """The unions this model grew from (``provenance.extends``, each holding the one before), newest first."""
-    chain, step = [], provenance.get("extends")
-    while isinstance(step, dict) and len(chain) < 100:  # a hand-edited file could loop; stop at any length
-        chain.append(step)
-        step = (step.get("provenance") or {}).get("extends")
-    return chain
 
 
 def _is_metric(name: str) -> bool:

@@ -33,6 +33,7 @@ from .errors import CocktailError, first_line
 from .files import file_sha256, saving, staged_folder
 from .folder import SEEDS_PER_CLASS, write_model_folder
 from .networks import LOWPASS_TAPS, Discriminator, Generator
+from .provenance import Provenance
 from .specs import Origin, SourceRecord
 
 logger = logging.getLogger(__name__)
@@ -456,8 +457,7 @@ def convert_stylegan2_pkl(pkl_path: str | Path, output_dir: str | Path, class_na
     source = SourceRecord(spec or str(pkl_path), name=class_names[0] if len(class_names) == 1 else pkl_path.stem,
                           origin=origin or Origin(), format=SOURCE_FORMAT, file=file or pkl_path.name,
                           sha256=file_sha256(pkl_path))
-    provenance = {"method": None, "root": None, "sources": [source.to_dict()], "recipe": {}, "kimg": {},
-                  "metrics": {}}
+    provenance = Provenance(sources=[source], metrics={}).to_dict()
     # Written beside the folder first: a failed or killed conversion leaves no half model behind.
     with saving(f"the model folder {output_dir}", output_dir, then="run the same command again"):
         with staged_folder(output_dir) as staged:

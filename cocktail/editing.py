@@ -21,6 +21,7 @@ from PIL import Image
 from .errors import CocktailError, first_line
 from .files import replace_file
 from .images import to_pil
+from .provenance import Provenance
 from .union import UnionModel
 
 ANIMATION_FORMATS = ("gif", "webp")
@@ -184,26 +185,23 @@ def load_sources(model: UnionModel, local_files_only: bool | None = None, *, hub
     Sources may be foreign samplers (TorchScript, image folders) or unreachable Hub repos; a
     comparison is optional, so every failure becomes a note instead of an exception.
     ``hub_only`` is for a model someone else published: its provenance is data, so a source is only
-    fetched as a Hub repo at its recorded commit (``hub.pinned_hub_spec``), never from a local path.
+    fetched as a Hub repo at its recorded commit (``SourceRecord.pinned_hub_spec``), never from a local path.
     At most ``limit`` sources are loaded, and none is started after ``deadline`` (``time.monotonic()``).
     """
     sources, loaded = [], 0
-    for position, entry in enumerate(model.provenance.get("sources") or []):
-        entry = entry if isinstance(entry, dict) else {"spec": str(entry)}
-        name = str(entry.get("name") or entry.get("spec") or f"source {position}")
+    for position, record in enumerate(Provenance.from_dict(model.provenance).sources):
+        name = str(record.name or record.spec or f"source {position}")
         index = model.class_names.index(name) if name in model.class_names else position
-        spec = entry.get("spec") or entry.get("repo_id")
-        revision = None if "@" in str(spec) else (entry.get("commit") or entry.get("revision"))
+        spec = record.spec or record.repo_id
+        revision = None if "@" in str(spec) else (record.commit or record.revision)
         source = SourceModel(name=name, spec=spec, class_index=index)
         sources.append(source)
         if index >= model.num_classes:
             source.note = f"{name}: no union class corresponds to it"
             continue
         if hub_only:
-            from .hub import pinned_hub_spec  # the Hub client is only needed for remote sources
-
             try:
-                spec, revision = pinned_hub_spec(entry), None
+                spec, revision = record.pinned_hub_spec(), None
             except CocktailError as err:
                 source.note = (f"{name}: not loaded ({err}; a model from the Hub only leads to Hub sources "
                                "at their recorded commit)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from huggingface_hub.file_download import repo_folder_name
 from .card import CARD_MARKER, LIBRARY_NAME, model_card
 from .errors import CocktailError, first_line
 from .folder import INDEX_FILE, SAMPLES_FILE, read_index
-from .specs import NOT_FOUND, Kind, Origin, SourceRecord, Spec, parse, parse_hub
+from .specs import NOT_FOUND, Kind, Origin, SourceRecord, Spec, parse
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,6 @@ MODEL_FILES = ["generator/*", "discriminator/*", INDEX_FILE, "README.md", SAMPLE
 # Files that a push replaces as a whole: remote ones missing locally are deleted in the same commit.
 MODEL_OWNED = ("generator/", "discriminator/", INDEX_FILE, SAMPLES_FILE)
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
-COMMIT = re.compile(r"[0-9a-f]{40}")  # a full Hub commit id: what a revision resolves to, and never moves
 
 
 @dataclass
@@ -73,34 +71,13 @@ class ResolvedSource:
     revision: str | None = None
     commit: str | None = None
 
-    def provenance(self) -> dict:
-        return SourceRecord(self.spec, origin=Origin(self.repo_id, self.revision, self.commit)).to_dict()
+    def record(self) -> SourceRecord:
+        return SourceRecord(self.spec, origin=Origin(self.repo_id, self.revision, self.commit))
 
 
 # ---------------------------------------------------------------------------------------
 # Pull
 # ---------------------------------------------------------------------------------------
-
-
-def pinned_hub_spec(source: dict) -> str:
-    """``org/name[/file.pkl]@<commit>`` for a provenance source, built from its recorded repo id, commit and
-    checkpoint path alone: what someone else's ``union.json`` may lead us to fetch. Never its ``spec`` as
-    written (a local path on the machine that merged it), never a branch that moves."""
-    repo_id, commit = source.get("repo_id"), source.get("commit")
-    if not isinstance(repo_id, str) or not repo_id:
-        raise CocktailError("not a Hub source")
-    if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
-        raise CocktailError(f"{repo_id} is not pinned to a recorded commit")
-    filename = source.get("file")
-    if not (isinstance(filename, str) and filename.lower().endswith(".pkl")):
-        try:  # a merged union records a Hub checkpoint only in its spec: org/name/dir/file.pkl@rev
-            written = parse_hub(str(source.get("spec")))
-            filename = written.file if written.target == repo_id else None
-        except CocktailError:
-            filename = None
-    spec = f"{repo_id}/{filename}@{commit}" if filename else f"{repo_id}@{commit}"
-    parse_hub(spec)  # a valid repo id and a path inside the repo
-    return spec
 
 
 def resolve(spec: str | Spec, *, token: str | bool | None = None, local_files_only: bool | None = None,

@@ -26,7 +26,7 @@ from .errors import CocktailError
 from .images import image_files, read_image, resize_images, to_uint8
 from .networks import Generator
 from .specs import ENTRY_POINT, Kind, Spec, latent_shape, parse
-from .union import UnionModel
+from .union import UnionModel, open_spec
 
 
 class Source:
@@ -279,27 +279,23 @@ def load_source(spec: str | Path | Spec, resolution: int, label: int = 0, num_cl
     * a folder of images (every image labelled ``label``).
     """
     spec = parse(spec)
-    if spec.kind in (Kind.EXAMPLE, Kind.FOLDER, Kind.HUB_REPO, Kind.HUB_FILE):
-        source = _model_source(spec, resolution, label, num_classes, truncation)
-    elif spec.kind is Kind.IMAGE_FOLDER:
-        source = ImageFolderSource(spec.path, resolution, label=label, num_classes=num_classes)
-    elif spec.kind is Kind.ENTRY_POINT:
-        source = ForeignSource(spec.target, resolution, label=label, num_classes=num_classes)
-    elif not spec.path.is_file():
+    if spec.kind in (Kind.PKL_FILE, Kind.TORCHSCRIPT) and not spec.path.is_file():
         raise CocktailError(f"{spec.base}: no such file or folder")
-    elif spec.kind is Kind.TORCHSCRIPT:
-        source = ForeignSource(spec.path, resolution, label=label, num_classes=num_classes, **spec.options)
-    else:
+    if spec.kind in (Kind.PKL_FILE, Kind.FILE):
         hint = "; convert it first with scripts/convert.py" if spec.kind is Kind.PKL_FILE else ""
         raise CocktailError(f"{spec.path}: not a source (expected a model folder, a .pt/.ts TorchScript file, "
                             f"a module:function entry point or an image folder){hint}")
+    opened = open_spec(spec, load_discriminator=False)
+    if opened.model is not None:
+        source = ModelSource(opened.model.generator, label=label, num_classes=num_classes, truncation=truncation,
+                             resolution=resolution, class_index=picked_class(opened.model, spec))
+    elif spec.kind is Kind.IMAGE_FOLDER:
+        source = ImageFolderSource(opened.folder, resolution, label=label, num_classes=num_classes)
+    elif spec.kind is Kind.ENTRY_POINT:
+        source = ForeignSource(spec.target, resolution, label=label, num_classes=num_classes)
+    else:
+        source = ForeignSource(spec.path, resolution, label=label, num_classes=num_classes, **spec.options)
     return source.to(device)
-
-
-def _model_source(spec: Spec, resolution, label, num_classes, truncation) -> ModelSource:
-    model = UnionModel.from_pretrained(spec.base, load_discriminator=False)
-    return ModelSource(model.generator, label=label, num_classes=num_classes, truncation=truncation,
-                       resolution=resolution, class_index=picked_class(model, spec))
 
 
 def picked_class(model: UnionModel, spec: Spec) -> int:

@@ -31,6 +31,7 @@ TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
 ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 HUB_REPO = re.compile(r"(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>.*))?", re.S)
 HUB_FILE = re.compile(r"(?P<repo>[^/@]+/[^/@]+)/(?P<file>[^@]*\.pkl)(?:@(?P<revision>.*))?", re.S | re.I)
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a full Hub commit id: what a revision resolves to, and never moves
 REPO_ID = re.compile(r"\b[\w\-.]{1,96}\b/\b[\w\-.]{1,96}\b")  # the Hub's own rule (huggingface_hub's validator)
 NOT_FOUND = ("no such file or folder, and not a Hub model id "
              "(expected org/name[@revision] or org/name/file.pkl[@revision])")
@@ -268,9 +269,43 @@ class SourceRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> SourceRecord:
+        if not isinstance(data, Mapping):
+            raise CocktailError(f"not a source record (a spec and known keys): {data!r}")
         unknown = set(data) - {"name", "spec", "repo_id", "revision", "commit", "format", "file", "sha256"}
         if unknown or not isinstance(data.get("spec"), str):
             raise CocktailError(f"not a source record (a spec and known keys): {dict(data)!r}")
         origin_keys = [key for key in ("repo_id", "revision", "commit") if key in data]
         origin = Origin(*(data.get(key) for key in ("repo_id", "revision", "commit"))) if origin_keys else None
         return cls(data["spec"], data.get("name"), origin, data.get("format"), data.get("file"), data.get("sha256"))
+
+    @property
+    def repo_id(self) -> str | None:
+        return self.origin.repo_id if self.origin is not None else None
+
+    @property
+    def revision(self) -> str | None:
+        return self.origin.revision if self.origin is not None else None
+
+    @property
+    def commit(self) -> str | None:
+        return self.origin.commit if self.origin is not None else None
+
+    def pinned_hub_spec(self) -> str:
+        """``org/name[/file.pkl]@<commit>``, built from the recorded repo id, commit and checkpoint path alone:
+        what someone else's ``union.json`` may lead us to fetch. Never the spec as written (a local path on
+        the machine that merged it), never a branch that moves."""
+        repo_id, commit = self.repo_id, self.commit
+        if not isinstance(repo_id, str) or not repo_id:
+            raise CocktailError("not a Hub source")
+        if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
+            raise CocktailError(f"{repo_id} is not pinned to a recorded commit")
+        filename = self.file
+        if not (isinstance(filename, str) and filename.lower().endswith(".pkl")):
+            try:  # a merged union records a Hub checkpoint only in its spec: org/name/dir/file.pkl@rev
+                written = parse_hub(self.spec)
+                filename = written.file if written.target == repo_id else None
+            except CocktailError:
+                filename = None
+        spec = f"{repo_id}/{filename}@{commit}" if filename else f"{repo_id}@{commit}"
+        parse_hub(spec)  # a valid repo id and a path inside the repo
+        return spec

@@ -1,20 +1,23 @@
 """The union model: a (class-conditional) generator, its discriminator, class names, provenance.
 
 It is stored as a model folder (``folder.py``) with its model card (``card.py``), locally, in
-``cocktail/assets/`` or on the Hub.
+``cocktail/assets/`` or on the Hub. ``open_spec`` is where any source spec is opened, once: a model folder,
+an example, a Hub id or ``.pkl``, a local ``.pkl`` (converted in memory), or a sampler or image folder, which
+it only names; ``UnionModel.from_pretrained`` is ``open_spec`` for the specs that name a model folder.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .card import write_model_card
 from .errors import CocktailError
-from .files import staged_folder
+from .files import file_sha256, staged_folder
 from .folder import (
     INDEX_FILE,
     SEEDS_PER_CLASS,
@@ -26,7 +29,7 @@ from .folder import (
 from .images import to_pil
 from .networks import Discriminator, Generator
 from .sampling import class_grid, generate, one_hot_classes, seed_latents
-from .specs import Kind, parse
+from .specs import NOT_FOUND, Kind, SourceRecord, Spec, parse
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class UnionModel:
         self.discriminator = discriminator.eval() if discriminator is not None else None
         self.class_names = class_names
         self.provenance = dict(provenance or {})
+        self.folder: Path | None = None  # the model folder it was loaded from; None when built in memory
 
     # -- loading and saving ------------------------------------------------------------
 
@@ -50,27 +54,15 @@ class UnionModel:
                         token: str | bool | None = None, local_files_only: bool | None = None) -> UnionModel:
         """Load from a local folder, a Hub id (``org/name[@revision]``) or a shipped ``example:<name>``."""
         spec = parse(spec).whole_model()
-        if spec.kind in (Kind.EXAMPLE, Kind.FOLDER, Kind.IMAGE_FOLDER):
-            folder = spec.path
-            where = folder / INDEX_FILE
-        else:
-            from .hub import resolve  # the Hub client is only needed for remote models
-
-            if revision and spec.on_the_hub and spec.revision is None:
-                spec = spec.at(revision)
-            resolved = resolve(spec, token=token, local_files_only=local_files_only)
-            if resolved.kind != "model":
-                raise CocktailError(f"{spec}: is a checkpoint file, not a model folder; convert it first "
-                                    "with scripts/convert.py")
-            folder = resolved.local_path
-            where = f"{spec} ({INDEX_FILE})"
-        index = read_index(folder, where)
-        generator, discriminator = read_networks(folder, load_discriminator, torch_dtype)
-        try:
-            model = cls(generator, discriminator, index.get("class_names"), index.get("provenance"))
-        except CocktailError as err:
-            raise CocktailError(f"{where}: {err}") from None
-        return model.to(device) if device is not None else model
+        if revision and spec.on_the_hub and spec.revision is None:
+            spec = spec.at(revision)
+        if spec.kind is Kind.IMAGE_FOLDER:
+            raise CocktailError(f"{spec.path}: not a GAN Cocktail model folder (no generator/config.json)")
+        if not spec.on_the_hub and spec.kind not in (Kind.EXAMPLE, Kind.FOLDER):
+            raise CocktailError(f"{spec}: is a checkpoint file, not a model folder; convert it first with "
+                                "scripts/convert.py" if spec.path.is_file() else f"{spec.base}: {NOT_FOUND}")
+        return open_spec(spec, load_discriminator=load_discriminator, device=device, torch_dtype=torch_dtype,
+                         token=token, local_files_only=local_files_only).model
 
     def save_pretrained(self, folder: str | Path, write_card: bool = True,
                         seeds_per_class: int = SEEDS_PER_CLASS) -> Path:
@@ -135,3 +127,57 @@ class UnionModel:
         """One row per class, the same seeds in every row (so rows are comparable)."""
         seeds = list(seeds) if seeds is not None else list(range(seeds_per_class))
         return class_grid(self.generator, self.num_classes, seeds, truncation=truncation)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A source spec, opened: what it names, the model behind it, where its files are, and what provenance
+    records of it as a merge source."""
+
+    spec: Spec
+    model: UnionModel | None  # None: a foreign sampler or an image folder, which the spec only names
+    # The model folder it was read from (a Hub id's downloaded snapshot), or the image folder; None for a
+    # checkpoint converted in memory and for a sampler.
+    folder: Path | None
+    record: SourceRecord
+
+
+def open_spec(spec: str | Path | Mapping | Spec, *, load_discriminator: bool = True,
+              device: str | torch.device | None = None, torch_dtype: torch.dtype | None = None,
+              token: str | bool | None = None, local_files_only: bool | None = None) -> Opened:
+    """Open any source spec (see ``specs``) once: a Hub id is resolved to one commit, whose files the model
+    and the record both come from. A ``.pkl`` is converted in memory, without running its code."""
+    spec = parse(spec)
+    if spec.kind is Kind.PKL_FILE:
+        if not spec.path.is_file():
+            raise CocktailError(f"{spec.base}: checkpoint file not found")
+        from .convert import load_stylegan2_pkl  # torch-heavy unpickling: only when a checkpoint is met
+
+        networks = load_stylegan2_pkl(spec.path)
+        model = UnionModel(networks["G_ema"], networks["D"] if load_discriminator else None)
+        folder, record = None, SourceRecord(spec.text, sha256=file_sha256(spec.path))
+    elif spec.kind in (Kind.EXAMPLE, Kind.FOLDER):
+        folder, record = spec.path, SourceRecord(spec.text)
+        model = _read_model_folder(folder, folder / INDEX_FILE, load_discriminator, torch_dtype)
+    elif spec.on_the_hub:
+        from .hub import resolve  # the Hub client is only needed for remote models
+
+        resolved = resolve(spec, token=token, local_files_only=local_files_only)
+        folder, record = resolved.local_path, resolved.record()
+        model = _read_model_folder(folder, f"{spec} ({INDEX_FILE})", load_discriminator, torch_dtype)
+    else:
+        folder = spec.path if spec.kind is Kind.IMAGE_FOLDER else None
+        return Opened(spec, None, folder, SourceRecord(spec.text))
+    return Opened(spec, model.to(device) if device is not None else model, folder, record)
+
+
+def _read_model_folder(folder: Path, where: str | Path, load_discriminator: bool, torch_dtype) -> UnionModel:
+    """The model in a folder on this machine; errors name ``where`` (the index file, or the Hub spec)."""
+    index = read_index(folder, where)
+    generator, discriminator = read_networks(folder, load_discriminator, torch_dtype)
+    try:
+        model = UnionModel(generator, discriminator, index.get("class_names"), index.get("provenance"))
+    except CocktailError as err:
+        raise CocktailError(f"{where}: {err}") from None
+    model.folder = folder
+    return model

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         raise CocktailError("nothing to score: --skip_sources without any --real_dir")
     metrics.inception_path()  # fail before loading or sampling anything if the extractor is missing
     model = UnionModel.from_pretrained(args.model, load_discriminator=False)
-    target = writable_folder(args.model) if args.write_to_model else None
+    target = writable_folder(args.model, model) if args.write_to_model else None
     options = dict(num_samples=args.num_samples, num_real=args.num_real, seed=args.seed, truncation=args.truncation,
                    batch_size=args.batch_size, device=args.device, cache_dir=args.cache_dir,
                    progress=not args.no_progress)
@@ -91,15 +91,15 @@ def model_name(spec: str) -> str:
     return Path(str(spec).split("@")[0].replace(":", "-")).name or "model"
 
 
-def writable_folder(spec: str) -> Path:
-    """The local folder to store metrics in; a Hub model's cached snapshot is not ours to edit."""
-    from cocktail.assets import example_path, is_example
+def writable_folder(spec: str, model) -> Path:
+    """The local folder the model was loaded from, to store metrics in; a Hub model's cached snapshot is not
+    ours to edit."""
+    from cocktail.specs import parse
 
-    folder = example_path(spec) if is_example(spec) else Path(spec)
-    if not folder.is_dir():
+    if parse(spec).on_the_hub:
         raise CocktailError(f"--write_to_model needs a local model folder, not {spec}: download it "
                             "(hf download ... --local-dir), evaluate that folder, then push it")
-    return folder
+    return model.folder
 
 
 def write_outputs(evaluations, output_dir: Path) -> None:
@@ -117,13 +117,13 @@ def store_in_model(folder: Path, evaluations) -> None:
     from cocktail.card import CARD_MARKER, write_model_card
     from cocktail.files import write_json
     from cocktail.folder import INDEX_FILE, read_index
+    from cocktail.provenance import Provenance
 
     index = read_index(folder)
-    provenance = index.setdefault("provenance", {})
-    stored = provenance.get("metrics") if isinstance(provenance.get("metrics"), dict) else {}
+    provenance = Provenance.from_dict(index.get("provenance") or {})
     for evaluation in evaluations:
-        stored.update(evaluation.provenance_metrics())
-    provenance["metrics"] = stored
+        provenance.add_metrics(evaluation.provenance_metrics())
+    index["provenance"] = provenance.to_dict()
     write_json(folder / INDEX_FILE, index)
     readme = folder / "README.md"
     if not readme.is_file() or CARD_MARKER in readme.read_text(errors="replace"):

@@ -92,6 +92,7 @@ def main(argv=None) -> int:
 
     from cocktail.files import saving
     from cocktail.networks import network_kwargs
+    from cocktail.provenance import Provenance
     from cocktail.sources import load_source
     from cocktail.specs import Origin, SourceRecord
     from cocktail.training import effective_ema_rampup, latest_checkpoint, train
@@ -121,16 +122,15 @@ def main(argv=None) -> int:
     if accelerator.is_main_process:
         recipe = {k: v for k, v in dataclasses.asdict(config).items()
                   if k not in ("output_dir", "resume_from_checkpoint", "progress", "report_to")}
-        provenance = {"method": None, "root": None,
-                      "sources": [SourceRecord(args.data_dir, name=name, origin=Origin()).to_dict()],
-                      "recipe": {**recipe, **start, "ema_rampup_used": effective_ema_rampup(config)},
-                      "kimg": {"train": result.kimg}, "metrics": {}}
+        provenance = Provenance(sources=[SourceRecord(args.data_dir, name=name, origin=Origin())],
+                                recipe={**recipe, **start, "ema_rampup_used": effective_ema_rampup(config)},
+                                kimg={"train": result.kimg}, metrics={})
         last = latest_checkpoint(training_dir)
         then = (f"run it again with --resume_from_checkpoint latest to go on from {last.name}" if last is not None
                 else "run it again (without --checkpointing_kimg there is no checkpoint to go on from)")
         with saving(f"the model folder {output_dir}", output_dir, then):
             UnionModel(generator=result.G_ema, discriminator=result.D, class_names=[name],
-                       provenance=provenance).save_pretrained(output_dir)
+                       provenance=provenance.to_dict()).save_pretrained(output_dir)
         speed = result.stats["images_per_second"]
         accelerator.print(f"done: {result.kimg:g} kimg at {speed:.1f} img/s; model in {output_dir}, samples "
                           f"in {training_dir / 'samples'}")

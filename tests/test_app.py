@@ -27,6 +27,7 @@ from test_editing import tiny_union  # noqa: E402
 from cocktail import editing  # noqa: E402
 from cocktail.assets import DEFAULT_UNION  # noqa: E402
 from cocktail.errors import CocktailError  # noqa: E402
+from cocktail.specs import SourceRecord  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # gradio's queue statistics use a pandas option that pandas 3 deprecates, and huggingface_hub 2.4's LFS
@@ -268,13 +269,12 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
     ({"repo_id": "org/cats", "commit": COMMIT, "file": "../../../home/x.pkl"}, "not a file path inside the repo"),
 ])
 def test_a_served_hub_model_leads_only_to_pinned_hub_sources(source, expected):
-    from cocktail.hub import pinned_hub_spec
-
+    record = SourceRecord.from_dict({"spec": "/home/them/cats", **source})
     if "@" in expected:
-        assert pinned_hub_spec(source) == expected
+        assert record.pinned_hub_spec() == expected
     else:
         with pytest.raises(CocktailError, match=re.escape(expected)):
-            pinned_hub_spec(source)
+            record.pinned_hub_spec()
 
 
 def test_compare_loads_a_bounded_number_of_sources_within_its_time(tmp_path):

@@ -126,7 +126,7 @@ def test_compare_uses_the_sources_that_load_and_notes_the_others(tmp_path):
     union = tiny_union(provenance={"sources": [
         {"name": "cat", "spec": str(tmp_path / "cat-model")},
         {"name": "dog", "spec": "example:no-such-model"},
-        {"name": "car", "spec": None},
+        {"name": "car", "spec": ""},
     ]})
     sources = editing.load_sources(union, local_files_only=True)
     assert [(s.name, s.class_index) for s in sources] == [("cat", 0), ("dog", 1), ("car", 2)]

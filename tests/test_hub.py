@@ -25,8 +25,8 @@ from cocktail.hub import push_to_hub, resolve
 from cocktail.merge import load_ingredient
 from cocktail.merge.surgery import make_conditional
 from cocktail.networks import Discriminator, Generator
-from cocktail.specs import parse_hub
-from cocktail.union import UnionModel
+from cocktail.specs import Origin, SourceRecord, parse_hub
+from cocktail.union import UnionModel, open_spec
 
 REPO = Path(__file__).parent.parent
 SEEDS = [0, 1, 2]
@@ -103,7 +103,7 @@ def test_local_specs_resolve_as_they_are(tmp_path):
     assert resolve(str(folder)).kind == "model" and resolve(str(folder)).commit is None
     assert resolve(str(checkpoint)).kind == "checkpoint"
     assert resolve("example:union").local_path.name == "union"
-    assert resolve(str(folder)).provenance() == {"spec": str(folder), "repo_id": None, "revision": None,
+    assert resolve(str(folder)).record().to_dict() == {"spec": str(folder), "repo_id": None, "revision": None,
                                                  "commit": None}
 
 
@@ -116,7 +116,7 @@ def test_pinned_revisions_resolve_to_their_commit_and_weights(hub, tmp_path):
 
     pinned = resolve("org/cat@v1")
     assert (pinned.kind, pinned.repo_id, pinned.revision, pinned.commit) == ("model", "org/cat", "v1", first.oid)
-    assert pinned.provenance() == {"spec": "org/cat@v1", "repo_id": "org/cat", "revision": "v1", "commit": first.oid}
+    assert pinned.record() == SourceRecord("org/cat@v1", origin=Origin("org/cat", "v1", first.oid))
     assert resolve(f"org/cat@{first.oid}").commit == first.oid
     assert resolve("org/cat").commit == resolve("org/cat@main").commit == second.oid
     assert not (pinned.local_path / ".gitattributes").exists()  # only the model's files are downloaded
@@ -127,6 +127,11 @@ def test_pinned_revisions_resolve_to_their_commit_and_weights(hub, tmp_path):
     assert same_weights(new.generator, v2.generator) and not same_weights(new.generator, v1.generator)
     assert new.discriminator is None  # v2 has none: the push deleted v1's stale discriminator files
     assert torch.equal(old.generate("cat", SEEDS), v1.generate("cat", SEEDS))
+    assert old.folder == pinned.local_path
+
+    opened = open_spec("org/cat@v1#cat")  # a merge source: one resolution gives the weights and the record
+    assert opened.folder == opened.model.folder == pinned.local_path
+    assert opened.record == SourceRecord("org/cat@v1#cat", origin=Origin("org/cat", "v1", first.oid))
 
 
 # -- push: the union, its card, back by repo id ------------------------------------------------------
@@ -137,7 +142,7 @@ def test_union_round_trip_with_model_card(hub, tmp_path, monkeypatch):
     sources = {}
     for seed, name in enumerate(("cat", "dog"), start=1):
         publish(tiny_model(seed, (name,)), tmp_path / name, f"org/{name}")
-        sources[name] = resolve(f"org/{name}").provenance() | {"name": name}
+        sources[name] = resolve(f"org/{name}").record().to_dict() | {"name": name}
     provenance = {"method": "cocktail", "root": "cat", "sources": list(sources.values()),
                   "recipe": {"method": "cocktail", "root_kimg": 0.5, "merge_kimg": 1.0},
                   "kimg": {"root:dog": 0.5, "merge": 1.0}, "metrics": {"fid": {"cat": 31.5, "dog": 40.25}}}

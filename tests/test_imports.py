@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "cocktail"
 # What the model-folder format and the model card may build on: nothing that loads, trains or fetches models.
 FORMAT_LAYER = {"cocktail.errors", "cocktail.assets", "cocktail.networks", "cocktail.images", "cocktail.sampling",
-                "cocktail.folder", "cocktail.card"}
+                "cocktail.folder", "cocktail.card", "cocktail.provenance", "cocktail.specs"}
 
 
 def module_names(package: Path) -> dict[str, Path]:
@@ -92,7 +92,7 @@ def test_the_union_model_is_only_a_container_and_methods_are_handed_their_plan()
 
 def test_folder_format_and_model_card_build_on_nothing_above_them():
     graph = import_graph(PACKAGE)
-    for module in ("cocktail.folder", "cocktail.card"):
+    for module in ("cocktail.folder", "cocktail.card", "cocktail.provenance", "cocktail.specs"):
         assert graph[module] <= FORMAT_LAYER, f"{module} imports {sorted(graph[module] - FORMAT_LAYER)}"
     assert "cocktail.union" not in graph["cocktail.hub"] | graph["cocktail.convert"]
 

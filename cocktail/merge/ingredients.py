@@ -10,7 +10,7 @@ from ..errors import CocktailError
 from ..files import file_sha256, json_digest, weights_digest
 from ..sources import ModelSource, Source, load_source, picked_class
 from ..specs import Kind, SourceRecord, Spec, parse
-from ..union import UnionModel
+from ..union import UnionModel, open_spec
 
 
 @dataclass
@@ -80,22 +80,8 @@ def load_union_classes(spec: str | Spec, token=None) -> list[Ingredient]:
 
 def _open_model(spec: Spec, token=None) -> tuple[UnionModel, dict] | None:
     """Our model behind a spec with its provenance record, or None for a foreign sampler."""
-    if spec.kind is Kind.PKL_FILE:
-        if not spec.path.is_file():
-            raise CocktailError(f"{spec.base}: checkpoint file not found")
-        from ..convert import load_stylegan2_pkl
-
-        networks = load_stylegan2_pkl(spec.path)
-        record = SourceRecord(spec.text, sha256=file_sha256(spec.path)).to_dict()
-        return UnionModel(networks["G_ema"], networks["D"]), record
-    if spec.kind in (Kind.EXAMPLE, Kind.FOLDER):
-        return UnionModel.from_pretrained(spec.base), SourceRecord(spec.text).to_dict()
-    if spec.on_the_hub:
-        from ..hub import resolve
-
-        resolved = resolve(spec, token=token)
-        return UnionModel.from_pretrained(resolved.local_path), resolved.provenance()
-    return None
+    opened = open_spec(spec, token=token)
+    return (opened.model, opened.record.to_dict()) if opened.model is not None else None
 
 
 def _default_name(spec: Spec) -> str:

@@ -12,7 +12,9 @@ import torch
 
 from ..files import remove_leftovers, saving, write_json
 from ..networks import Generator, network_kwargs
+from ..provenance import Extension, Provenance
 from ..sources import MixtureSource
+from ..specs import SourceRecord
 from ..training import effective_ema_rampup
 from ..union import UnionModel
 from .plan import MergePlan, plan_recipe
@@ -85,20 +87,15 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
         distances = weight_distances(plan, parents)
     G, D = stage(G, D, mixture, class_names=names, **method.training(plan, G, D, accelerator, log, parents))
 
-    provenance = {
-        "method": plan.method,
-        "root": plan.ingredients[plan.root].name,
-        "sources": [{"name": ing.name, **ing.provenance} for ing in plan.ingredients],
-        "recipe": plan_recipe(plan),
-        "kimg": kimg,
-        "ema_rampup": rampup,  # per stage, as "auto" resolved it
-    }
-    if distances is not None:
-        provenance["weight_distances"] = distances["summary"]
-    if plan.base_classes:
-        provenance["extends"] = {"spec": plan.ingredients[0].spec.rpartition("#")[0],  # load_union_classes' spec
-                                 "classes": names[: plan.base_classes], "provenance": root.provenance}
-    union = UnionModel(G.eval(), D.eval(), names, provenance)
+    provenance = Provenance(
+        method=plan.method, root=plan.ingredients[plan.root].name,
+        sources=[replace(SourceRecord.from_dict(ing.provenance), name=ing.name) for ing in plan.ingredients],
+        recipe=plan_recipe(plan), kimg=kimg, ema_rampup=rampup,  # ema_rampup: per stage, as "auto" resolved it
+        weight_distances=distances["summary"] if distances is not None else None,
+        extends=Extension(plan.ingredients[0].spec.rpartition("#")[0],  # load_union_classes' spec
+                          names[: plan.base_classes], Provenance.from_dict(root.provenance))
+        if plan.base_classes else None)
+    union = UnionModel(G.eval(), D.eval(), names, provenance.to_dict())
     if main:
         with saving(f"the union model folder {output_dir / 'union'}", output_dir):
             union.save_pretrained(output_dir / "union")

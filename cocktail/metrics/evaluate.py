@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CocktailError
+from ..provenance import Provenance
 from ..sources import ModelSource
 from ..specs import parse
 from ..union import UnionModel
@@ -117,18 +118,18 @@ def union_features(model_features: Mapping[str, np.ndarray], reference_features:
 
 def source_references(model: UnionModel) -> dict[str, str]:
     """Class → the spec of the source it was merged from, pinned to the resolved commit when known."""
-    entries = [e for e in model.provenance.get("sources") or [] if isinstance(e, dict)]
-    if not entries:
+    sources = Provenance.from_dict(model.provenance).sources
+    if not sources:
         raise CocktailError("this model's provenance names no sources to compare with; give real image folders "
                             "instead (--real_dir class=folder)")
     specs = {}
-    for position, entry in enumerate(entries):
-        name = str(entry.get("name") or model.class_names[position])
-        spec = entry.get("spec") or entry.get("repo_id")
+    for position, source in enumerate(sources):
+        name = str(source.name or model.class_names[position])
+        spec = source.spec or source.repo_id
         if name not in model.class_names or not spec:
-            raise CocktailError(f"provenance source {entry} matches no class of the model "
+            raise CocktailError(f"provenance source {source.to_dict()} matches no class of the model "
                                 f"({', '.join(model.class_names)}) or names no spec")
-        specs[name] = _pinned(str(spec), entry.get("commit") if entry.get("repo_id") else None)
+        specs[name] = _pinned(str(spec), source.commit if source.repo_id else None)
     return {c: specs[c] for c in model.class_names if c in specs}
 
 
