@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from gradio_client import Client  # noqa: E402
+from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from cocktail.sources import ModelSource  # noqa: E402
-from cocktail.training import TrainingConfig, train  # noqa: E402
-from cocktail.training.loop import GeneratorEMA  # noqa: E402
-from cocktail.union import UnionModel  # noqa: E402
+from cocktail.sources import ModelSource
+from cocktail.training import TrainingConfig, train
+from cocktail.training.loop import GeneratorEMA
+from cocktail.union import UnionModel
 
 
 def pixel_features(generator, samples: int) -> np.ndarray:

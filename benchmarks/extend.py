@@ -21,15 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from cocktail.comparison import EVAL_SEED, parse_variant, stage_lengths  # noqa: E402
-from cocktail.merge import load_ingredient, run_merge  # noqa: E402
-from cocktail.metrics import evaluate_model  # noqa: E402
-from cocktail.recipe import build_plan, resolve_recipe  # noqa: E402
-from cocktail.union import UnionModel  # noqa: E402
+from cocktail.comparison import EVAL_SEED, parse_variant, stage_lengths
+from cocktail.merge import load_ingredient, run_merge
+from cocktail.metrics import evaluate_model
+from cocktail.recipe import build_plan, resolve_recipe
+from cocktail.union import UnionModel
 
 CLASSES = ("trouser", "sneaker", "bag", "dress")
 

@@ -39,11 +39,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
+from safetensors.torch import load_file
 
-import torch  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SOURCES = ("example:trouser", "example:sneaker")
 STAGE_IMAGES = 128  # every stage: --root_kimg and --merge_kimg

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH: another version may come first
+import torch
 
-import torch  # noqa: E402
-
-import cocktail  # noqa: E402
-from cocktail.networks import Generator  # noqa: E402
+import cocktail
+from cocktail.networks import Generator
 
 # A CPU-sized model at 64 px (this project's "tiny" preset), with StyleGAN2-ADA's conv_clamp and
 # num_fp16_res=4 as in its official checkpoints. (With 512 channels, float16 on a CPU takes minutes.)

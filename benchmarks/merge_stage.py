@@ -27,20 +27,16 @@ import os
 import platform
 import pstats
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from cocktail.assets import example_path  # noqa: E402
-from cocktail.merge.surgery import average_networks, make_conditional  # noqa: E402
-from cocktail.sources import MixtureSource, ModelSource  # noqa: E402
-from cocktail.training import TrainingConfig, train  # noqa: E402
-from cocktail.union import UnionModel  # noqa: E402
+from cocktail.assets import example_path
+from cocktail.merge.surgery import average_networks, make_conditional
+from cocktail.sources import MixtureSource, ModelSource
+from cocktail.training import TrainingConfig, train
+from cocktail.union import UnionModel
 
 SOURCES = ("trouser", "sneaker", "bag")  # the default merge; the first is the root
 STAGES = ("rooting", "merging")

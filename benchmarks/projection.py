@@ -38,17 +38,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from cocktail import metrics, projection  # noqa: E402
-from cocktail.assets import DEFAULT_UNION, real_examples  # noqa: E402
-from cocktail.images import image_grid, to_uint8  # noqa: E402
-from cocktail.union import UnionModel  # noqa: E402
+from cocktail import metrics, projection
+from cocktail.assets import DEFAULT_UNION, real_examples
+from cocktail.images import image_grid, to_uint8
+from cocktail.union import UnionModel
 
 CONFIGS = ("mse/w", "mse/w+", "mse/z", "discriminator/w+", "inception/w", "inception/w+", "inception/z",
            "inception-features/w+")

@@ -16,17 +16,13 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from cocktail.networks import PRESETS, Discriminator, Generator  # noqa: E402
-from cocktail.training import TrainingConfig, train  # noqa: E402
+from cocktail.networks import PRESETS, Discriminator, Generator
+from cocktail.training import TrainingConfig, train
 
 TINY, PAPER = PRESETS["tiny"], PRESETS["paper"]
 WIDE = {**PAPER, "channel_max": 64}

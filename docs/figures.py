@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from cocktail.comparison import draw_fid_curves  # noqa: E402
-from cocktail.images import image_grid  # noqa: E402
-from cocktail.union import UnionModel  # noqa: E402
+from cocktail.comparison import draw_fid_curves
+from cocktail.images import image_grid
+from cocktail.union import UnionModel
 
 SOURCES = ("trouser", "sneaker", "bag", "dress")
 DOCS = Path(__file__).resolve().parent

@@ -16,15 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx2
+from huggingface_hub.errors import HfHubHTTPError
+
+from cocktail.assets import example_path
+from cocktail.errors import CocktailError
+from cocktail.specs import Kind, parse, parse_hub
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
-
-import httpx2  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
-
-from cocktail.assets import example_path  # noqa: E402
-from cocktail.errors import CocktailError  # noqa: E402
-from cocktail.specs import Kind, parse, parse_hub  # noqa: E402
 
 SPACE_TEMPLATE = ROOT / "spaces" / "gan-cocktail-demo"
 
