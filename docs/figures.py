@@ -59,8 +59,8 @@ def budget(data: Path, output: Path) -> None:
         draw_fid_curves(axis, curves, dashed)
         axis.set_xlabel("total kimg (every method the same)")
         axis.set_title(f"{merge}: union FID vs real", fontsize=10)
+        axis.legend(fontsize=7)  # each panel its own: the merges were not run with the same methods
     axes[0][0].set_ylabel("FID (lower is better); bars: sd over seeds")
-    axes[0][-1].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(output, dpi=100)
 
