@@ -9,7 +9,7 @@ A GPU machine may lack the Inception file the scores need, and the tiny preset l
 process; so every (variant, seed, budget) cell is its own ``scripts/compare.py --train_only`` process, all at
 once, and only each cell's union folder and trained.json travel back (in tar parts of at most 15 MB) to be
 scored where the Inception file is. The budgets are chosen to fit the wall clock: a short two-length run
-measures one process's rate first, and the largest budget of the ladder that a process slowed by the others
+measures one process's training rate first, and the largest budget of the ladder that a process slowed by the others
 (assumed to run at --parallel_speed of it) finishes in time is taken, with half of it.
 """
 
@@ -52,16 +52,18 @@ def compare(args, output_dir: Path, variant: str, seed: int, budget: float, real
 
 
 def probe_rate(args, real_dir: Path) -> float:
-    """Images per second of one process alone: the difference of two lengths, so start-up cancels."""
+    """Images per second of one process alone, from the training time each cell records (start-up, imports
+    and CUDA's initialisation left out): the difference of two lengths, so what is left of it cancels too."""
     seconds = {}
     with tempfile.TemporaryDirectory() as scratch:
         for kimg in (1.0, 4.0):
-            started = time.time()
-            subprocess.run(compare(args, Path(scratch) / f"{kimg:g}", "transfer", 99, kimg, real_dir), check=True)
-            seconds[kimg] = time.time() - started
-    extra = seconds[4.0] - seconds[1.0]  # a cold first start (imports, CUDA) can make it meaningless
-    rate = 3000 / extra if extra > seconds[4.0] / 4 else 4000 / seconds[4.0]
-    print(f"probe: 1 kimg in {seconds[1.0]:.1f} s, 4 kimg in {seconds[4.0]:.1f} s: {rate:.0f} img/s alone", flush=True)
+            output_dir = Path(scratch) / f"{kimg:g}"
+            subprocess.run(compare(args, output_dir, "transfer", 99, kimg, real_dir), check=True)
+            trained = output_dir / "cells" / f"{kimg:g}kimg" / "transfer" / "seed99" / "trained.json"
+            seconds[kimg] = json.loads(trained.read_text())["train_seconds"]
+    rate = 3000 / max(seconds[4.0] - seconds[1.0], 0.1)
+    print(f"probe: 1 kimg in {seconds[1.0]:.1f} s, 4 kimg in {seconds[4.0]:.1f} s of training: {rate:.0f} img/s "
+          "alone", flush=True)
     return rate
 
 
