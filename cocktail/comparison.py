@@ -248,12 +248,14 @@ def collect(comparison: Comparison) -> list[dict]:
     return records
 
 
-def mean_spread(values: list[float]) -> str:
+def mean_spread(values: list[float], count: bool = True) -> str:
+    """``mean ± sd`` over seeds for a table cell (with ``(n=…)`` when ``count``); one value as it is."""
     if not values:
         return "–"
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
+    spread = f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return f"{spread} (n={len(values)})" if count else spread
 
 
 def fid_table(comparison: Comparison, records: list[dict], scopes: list[str]) -> str:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from cocktail.comparison import mean_spread
 from cocktail.errors import CocktailError, run_script
 from cocktail.merge import MERGE_METHODS, run_merge
 
@@ -150,14 +150,6 @@ def spawn_workers(args, argv: list[str]) -> None:
         raise CocktailError(f"worker(s) {failed} failed; run the same command again to resume")
 
 
-def mean_spread(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def collect(args, preset: dict) -> list[dict]:
     records = []
     for merge, method, seed in cells(preset, args.methods):
@@ -183,7 +175,7 @@ def table(records: list[dict], preset: dict, methods: list[str], reference: str,
             for method in methods:
                 values = [r[reference]["scores"][s][metric] * scale for r in records
                           if r["merge"] == merge and r["method"] == method and s in r[reference]["scores"]]
-                row.append(mean_spread(values))
+                row.append(mean_spread(values, count=False))
             lines.append(f"| {label} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
