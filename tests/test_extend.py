@@ -15,7 +15,9 @@ from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import build_plan, resolve_recipe
 from cocktail.union import UnionModel
 
-TRAINING = {key: value for key, value in FAST.items() if key != "progress"}
+# FAST's learning rate (0.02) does not let the tiny GAN settle: where the old classes end up then depends on
+# the CPU and thread count (class 0 moved 0.61 of a 0.55 bound at one thread on one machine). At 0.005 it settles.
+TRAINING = {**{key: value for key, value in FAST.items() if key != "progress"}, "g_lr": 0.005, "d_lr": 0.005}
 
 
 def test_add_classes_keeps_the_old_classes_exactly_and_starts_the_new_one_between_them():
