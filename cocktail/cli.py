@@ -26,7 +26,9 @@ def add_training_flags(parser: argparse.ArgumentParser, shown: TrainingConfig,
     """A flag for each flag setting of TrainingConfig, plus ``--mixed_precision``, ``--report_to`` and
     ``--cpu_threads``; ``shown``: the settings a run gets where no flag is given, named in the help."""
     add_flags(parser, shown, help_overrides)
-    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"],
+                        help="train in half precision on GPUs that support it (default: accelerate's configuration, "
+                             "else no)")
     parser.add_argument("--report_to", help=help_of(TrainingConfig, "report_to"))
     parser.add_argument("--cpu_threads", type=at_least_one,
                         help="torch threads per process when training on CPUs (default: the cores this process may "

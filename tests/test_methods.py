@@ -5,6 +5,7 @@ claims can be checked cheaply: rooting brings weights close to the root, and aft
 class draws its own source's colour.
 """
 
+import copy
 import json
 import re
 import shutil
@@ -33,6 +34,7 @@ from cocktail.merge import (
     run_merge,
 )
 from cocktail.merge.methods.baselines import Transfer
+from cocktail.merge.methods.cocktail import Cocktail
 from cocktail.networks import Discriminator, Generator
 from cocktail.recipe import DEFAULTS, build_plan, resolve_recipe
 from cocktail.training import TrainingConfig
@@ -433,7 +435,44 @@ def test_conditional_rooting_roots_each_source_as_its_class_and_is_recorded(sour
     assert "class_percentages" not in plan_recipe(plain)
 
 
+def test_from_root_starts_the_merge_with_the_roots_parts_and_is_recorded(sources, tmp_path, registry):
+    starts = []
+
+    @register_method
+    class StartSpy(Cocktail):
+        """GAN Cocktail that keeps the networks its merge stage starts from, to look at the average."""
+
+        name, title = "start_spy", "GAN Cocktail, start kept"
+
+        def training(self, plan, G, D, accelerator, log, parents):
+            starts.append((copy.deepcopy(G.state_dict()), copy.deepcopy(D.state_dict()),
+                           [(g.state_dict(), d.state_dict()) for g, d in parents]))
+            return super().training(plan, G, D, accelerator, log, parents)
+
+    # Conditional rooting: the parents are conditional already, so the start is their average as it is.
+    union = run_merge(short_plan(sources, method="start_spy", conditional_rooting=True,
+                                 from_root=["mapping", "discriminator"]), tmp_path / "kept", log=lambda _: None)
+    run_merge(short_plan(sources, method="start_spy", conditional_rooting=True), tmp_path / "averaged",
+              log=lambda _: None)
+    (G, D, ((root_g, root_d), (rooted_g, _))), (G_avg, _, _) = starts
+    assert all(torch.equal(D[k], v) for k, v in root_d.items())  # D is the root's
+    for name, value in root_g.items():
+        if name.startswith("mapping."):  # the root's mapping, its class embedding included
+            assert torch.equal(G[name], value), name
+        elif value.is_floating_point():  # the synthesis network is still the average of root and rooted model
+            assert torch.allclose(G[name], (value + rooted_g[name]) / 2), name
+            assert torch.equal(G[name], G_avg[name]), name
+    assert not torch.equal(G["mapping.fc0.weight"], G_avg["mapping.fc0.weight"])
+    assert union.provenance["recipe"]["from_root"] == ["mapping", "discriminator"]
+    (merge,) = (tmp_path / "kept" / "stages" / "start_spy").glob("merge-*")
+    assert json.loads((merge / "inputs.json").read_text())["from_root"] == ["mapping", "discriminator"]
+    assert "from_root" not in plan_recipe(short_plan(sources))  # earlier records stay valid
+
+
 @pytest.mark.parametrize("changes, message", [
+    ({"method": "transfer", "from_root": ["mapping"]}, "from_root applies to methods that average parents"),
+    ({"from_root": ["mapping", "mapping"]}, "from_root must be a list of distinct parts among mapping"),
+    ({"from_root": ["style"]}, "from_root must be a list of distinct parts among mapping"),
     ({"method": "transfer", "conditional_rooting": True}, "conditional_rooting applies to methods that root"),
     ({"class_percentages": [1, 2, 3]}, "class_percentages has 3 entries for 2 sources"),
     ({"class_percentages": [0, 0]}, "class_percentages must be a list of non-negative numbers"),
@@ -448,8 +487,9 @@ def test_bad_rooting_and_mixture_settings_fail_before_training(sources, tmp_path
 def test_merge_flags_set_conditional_rooting_class_percentages_and_teachers():
     merge = load_script("merge")
     args = merge.build_parser().parse_args(["--conditional_rooting", "--class_percentages", "1", "2",
-                                            "--distill_teachers", "sources"])
+                                            "--distill_teachers", "sources", "--from_root", "mapping", "synthesis"])
     layer = merge.flag_layer(args)
+    assert layer["from_root"] == ["mapping", "synthesis"]
     assert layer["conditional_rooting"] is True and layer["class_percentages"] == [1.0, 2.0]
     assert layer["distill_teachers"] == "sources"
     assert "conditional_rooting" not in merge.flag_layer(merge.build_parser().parse_args([]))

@@ -159,6 +159,17 @@ def test_average_networks_averages_parameters_and_buffers(tiny_networks):
         average_networks([G, Generator(**{**TINY_G_KWARGS, "channel_max": 32})])
 
 
+def test_average_networks_keeps_the_named_parts_of_one_network(tiny_networks):
+    G, _ = tiny_networks
+    other = Generator(**TINY_G_KWARGS)
+    mean = average_networks([G, other], keep=["mapping."], keep_from=1)
+    for name, value in mean.state_dict().items():
+        expected = other.state_dict()[name] if name.startswith("mapping.") else \
+            (G.state_dict()[name] + other.state_dict()[name]) / 2
+        assert torch.allclose(value, expected), name
+    assert not torch.allclose(mean.state_dict()["mapping.fc0.weight"], G.state_dict()["mapping.fc0.weight"])
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_flags(p, defaults.training,
                        help_overrides={"resume_from_checkpoint": "'latest' or a checkpoint folder of one stage, which "
                                        "it resumes (interrupted merges resume their stage automatically)"})
-    p.add_argument("--push_to_hub", action="store_true", default=None)
-    p.add_argument("--hub_model_id")
-    p.add_argument("--hub_private_repo", action="store_true", default=None)
+    p.add_argument("--push_to_hub", action="store_true", default=None,
+                   help="upload the union, its model card and samples to the Hub when the merge is done")
+    p.add_argument("--hub_model_id", help="the Hub repository to push to (e.g. your-name/my-union)")
+    p.add_argument("--hub_private_repo", action="store_true", default=None,
+                   help="create the Hub repository as private (an existing one keeps its visibility)")
     p.add_argument("--hub_token", help="default: the token saved by `hf auth login` or HF_TOKEN")
     return p
 

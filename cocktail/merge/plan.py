@@ -26,6 +26,18 @@ def _shares(values) -> str | None:
     return None
 
 
+START_PARTS = ("mapping", "synthesis", "discriminator")  # what from_root may take from the root
+
+
+def _parts(values) -> str | None:
+    if values is None:
+        return None
+    if (not isinstance(values, list | tuple) or not values or any(v not in START_PARTS for v in values)
+            or len(set(values)) != len(values)):
+        return f"must be a list of distinct parts among {', '.join(START_PARTS)}"
+    return None
+
+
 @dataclass(kw_only=True)
 class MergeSettings:
     """The settings of every merge, whatever its method; a method's own come with it (``EWCSettings``, …).
@@ -53,6 +65,10 @@ class MergeSettings:
         None, help="share of each source in the final stage's mixture, in source order (the authors' "
                    "--class_percentages; default: equal)", rule=_shares, flag=True, parse=float, nargs="+",
         record_default=False)
+    from_root: list[str] | None = setting(
+        None, help="parts of the merge stage's start taken from the root instead of the parents' weight average: any "
+                   f"of {', '.join(START_PARTS)} (methods that average parents; paper: none, all averaged)",
+        rule=_parts, flag=True, nargs="+", choices=START_PARTS, record_default=False)
 
 
 @dataclass
@@ -120,6 +136,8 @@ class MergePlan(DistillSettings, FreezeDSettings, EWCSettings, MergeSettings):
         check_minibatch_groups(root.model.discriminator, self.training.batch_size, world)
         if self.conditional_rooting and self.merge_method.parents != "rooted":
             raise CocktailError(f"conditional_rooting applies to methods that root their sources, not {self.method!r}")
+        if self.from_root and self.merge_method.parents is None:
+            raise CocktailError(f"from_root applies to methods that average parents, not {self.method!r}")
         if self.class_percentages is not None and len(self.class_percentages) != len(self.ingredients):
             raise CocktailError(f"class_percentages has {len(self.class_percentages)} entries for "
                                 f"{len(self.ingredients)} sources")

@@ -80,8 +80,11 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
         parents = distances = None
     else:
         parents = [parent(i) for i in range(n)]
-        G = average_networks([g for g, _ in parents])
-        D = average_networks([d for _, d in parents])
+        kept = plan.from_root or []
+        G = average_networks([g for g, _ in parents], keep=[f"{part}." for part in kept if part != "discriminator"],
+                             keep_from=plan.root)
+        D = average_networks([d for _, d in parents], keep=[""] if "discriminator" in kept else [],
+                             keep_from=plan.root)
         if G.c_dim == 0:
             G, D = make_conditional(G, D, n, seed=seed)
         distances = weight_distances(plan, parents)

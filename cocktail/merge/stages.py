@@ -49,6 +49,8 @@ def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, pre
     settings = method.settings(plan)
     if plan.class_percentages is not None:
         settings = {**settings, "class_percentages": list(plan.class_percentages)}
+    if plan.from_root:
+        settings = {**settings, "from_root": list(plan.from_root)}
     if method.parents is None:
         add(plan.method, root=root_fp, sources=fingerprints, kimg=plan.merge_kimg, **settings)
         return stages

@@ -100,8 +100,10 @@ def add_classes(generator: Generator, discriminator: Discriminator | None, num_c
     return grown(generator), (grown(discriminator) if discriminator is not None else None)
 
 
-def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:
-    """A copy of the first network whose every parameter and float buffer is the mean over all (on its device)."""
+def average_networks(networks: Sequence[torch.nn.Module], keep: Sequence[str] = (), keep_from: int = 0
+                     ) -> torch.nn.Module:
+    """A copy of the first network whose every parameter and float buffer is the mean over all (on its device),
+    except those whose names start with one of ``keep``: those are network ``keep_from``'s own."""
     if not networks:
         raise CocktailError("nothing to average")
     states = [n.state_dict() for n in networks]
@@ -111,7 +113,8 @@ def average_networks(networks: Sequence[torch.nn.Module]) -> torch.nn.Module:
             raise CocktailError(f"cannot average: network {i} does not share the architecture of network 0")
     averaged = copy.deepcopy(networks[0])
     averaged.load_state_dict({
-        k: torch.stack([s[k].float().to(states[0][k].device) for s in states]).mean(0).to(states[0][k].dtype)
+        k: states[keep_from][k].to(states[0][k].device) if k.startswith(tuple(keep)) else
+        torch.stack([s[k].float().to(states[0][k].device) for s in states]).mean(0).to(states[0][k].dtype)
         if states[0][k].is_floating_point() else states[0][k]
         for k in keys
     })
