@@ -28,12 +28,13 @@ class Setting:
     recipe: bool
     deciding: bool
     record_default: bool
+    stage: str | None
 
 
 def setting(default=MISSING, *, default_factory=MISSING, help: str | None = None,
             rule: Callable[[object], str | None] | None = None, flag: bool | str = False,
             parse: Callable[[str], object] | None = None, nargs: str | None = None, choices: Iterable | None = None,
-            recipe: bool = True, deciding: bool = True, record_default: bool = True):
+            recipe: bool = True, deciding: bool = True, record_default: bool = True, stage: str | None = None):
     """A dataclass field declaring one setting.
 
     help: what it does (its flag's help); rule: value → None, or what is wrong with it ("must be >= 1");
@@ -41,11 +42,12 @@ def setting(default=MISSING, *, default_factory=MISSING, help: str | None = None
     the flag is read (default: as the type of ``default``, text for None); recipe: whether a recipe sets it by its name;
     deciding: whether it decides a result (otherwise it only says where results go, how they are shown or
     how often saved); record_default: False leaves it out of records while at its default, so that records
-    made before it existed (and the stages they name) stay valid.
+    made before it existed (and the stages they name) stay valid; stage: the one stage of a run whose inputs
+    it decides, when it is not every stage's (a merge's "merge").
     """
     return field(default=default, default_factory=default_factory,
                  metadata={"setting": Setting(help, rule, flag, parse, nargs, choices, recipe, deciding,
-                                              record_default)})
+                                              record_default, stage)})
 
 
 def declared(settings) -> list[tuple[Field, Setting]]:
@@ -67,12 +69,14 @@ def recipe_keys(settings) -> list[str]:
     return [f.name for f, spec in declared(settings) if spec.recipe]
 
 
-def deciding_values(settings, declared_by: type | None = None) -> dict:
+def deciding_values(settings, declared_by: type | None = None, stage: str | None = None) -> dict:
     """The settings that decide a result, as JSON values (nested settings likewise); ``declared_by``: only
-    those that class declares."""
+    those that class declares; ``stage``: only those declared for that stage."""
     values = {}
     for f, spec in declared(declared_by or settings):
         value = getattr(settings, f.name)
+        if stage is not None and spec.stage != stage:
+            continue
         if spec.deciding and (spec.record_default or value != f.default):
             values[f.name] = deciding_values(value) if is_dataclass(value) else _json(value)
     return values

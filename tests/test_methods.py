@@ -429,6 +429,9 @@ def test_conditional_rooting_roots_each_source_as_its_class_and_is_recorded(sour
     inputs = json.loads((rooted / "inputs.json").read_text())
     assert inputs["conditional_rooting"] == {"classes": 2, "label": 1}
     assert UnionModel.from_pretrained(rooted / "model").generator.c_dim == 2  # rooted as class 1 of 2
+    assert "class_percentages" not in inputs  # the mixture is the merge stage's input only
+    (merge,) = (tmp_path / "stages" / "cocktail").glob("merge-*")
+    assert json.loads((merge / "inputs.json").read_text())["class_percentages"] == [1, 3]
     recipe = union.provenance["recipe"]
     assert recipe["conditional_rooting"] is True and recipe["class_percentages"] == [1, 3]
     assert "conditional_rooting" not in plan_recipe(plain)  # earlier records stay valid

@@ -64,11 +64,11 @@ class MergeSettings:
     class_percentages: list[float] | None = setting(
         None, help="share of each source in the final stage's mixture, in source order (the authors' "
                    "--class_percentages; default: equal)", rule=_shares, flag=True, parse=float, nargs="+",
-        record_default=False)
+        record_default=False, stage="merge")
     from_root: list[str] | None = setting(
         None, help="parts of the merge stage's start taken from the root instead of the parents' weight average: any "
                    f"of {', '.join(START_PARTS)} (methods that average parents; paper: none, all averaged)",
-        rule=_parts, flag=True, nargs="+", choices=START_PARTS, record_default=False)
+        rule=_parts, flag=True, nargs="+", choices=START_PARTS, record_default=False, stage="merge")
 
 
 @dataclass

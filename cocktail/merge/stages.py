@@ -15,7 +15,7 @@ from ..files import AGAIN, damage, json_digest, read_record, remove_leftovers, s
 from ..settings import deciding_values
 from ..training import CHECKPOINTS_DIR, TrainingConfig, checked_checkpoint, effective_ema_rampup, train
 from ..union import UnionModel
-from .plan import MergePlan, plan_recipe
+from .plan import MergePlan, MergeSettings, plan_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,8 @@ def plan_stages(plan: MergePlan, fingerprints: list[dict], output_dir: Path, pre
         stages.append(Stage(name, inputs, output_dir / "stages" / plan.method / f"{name}-{json_digest(inputs)[:12]}"))
         return inputs
 
-    settings = method.settings(plan)
-    if plan.class_percentages is not None:
-        settings = {**settings, "class_percentages": list(plan.class_percentages)}
-    if plan.from_root:
-        settings = {**settings, "from_root": list(plan.from_root)}
+    # The final stage's inputs: its method's settings and the merge settings declared for it (stage="merge").
+    settings = {**method.settings(plan), **deciding_values(plan, MergeSettings, stage="merge")}
     if method.parents is None:
         add(plan.method, root=root_fp, sources=fingerprints, kimg=plan.merge_kimg, **settings)
         return stages
