@@ -43,8 +43,9 @@ class MergeSettings:
     """The settings of every merge, whatever its method; a method's own come with it (``EWCSettings``, …).
     Each is recorded (``plan_recipe``) and decides the run's stages."""
 
-    # TransferGAN by default: at every budget measured (24-192 kimg, RESULTS.md) it gave a better union than
-    # GAN Cocktail and our variants. 48 kimg is what the default merge of three sources always spent
+    # TransferGAN by default: at the default's 48 kimg (and at 24) it gave a better union than GAN Cocktail and
+    # our variants on both merges measured; Cocktail overtakes from 96 kimg (RESULTS.md). 48 kimg is what the
+    # default merge of three sources always spent
     # (8 + 8 rooting + 32 merging); methods that root add root_kimg per non-root source to merge_kimg.
     method: str = setting("transfer", help="how the sources are merged", flag=True, choices=MERGE_METHODS)
     root_kimg: float = setting(8.0, help="training length of each rooting stage (methods that root), in thousands "
