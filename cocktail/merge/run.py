@@ -83,8 +83,8 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
         kept = plan.from_root or []
         G = average_networks([g for g, _ in parents], keep=[f"{part}." for part in kept if part != "discriminator"],
                              keep_from=plan.root)
-        D = average_networks([d for _, d in parents], keep=[""] if "discriminator" in kept else [],
-                             keep_from=plan.root)
+        D = copy.deepcopy(parents[plan.root][1]) if "discriminator" in kept else \
+            average_networks([d for _, d in parents])
         if G.c_dim == 0:
             G, D = make_conditional(G, D, n, seed=seed)
         distances = weight_distances(plan, parents)
