@@ -353,6 +353,9 @@ def test_train_source_script_writes_a_loadable_model(tmp_path):
     model = UnionModel.from_pretrained(out)
     assert model.class_names == ["shapes"] and model.discriminator is not None
     assert model.provenance["kimg"] == {"train": 0.016}
+    recipe = model.provenance["recipe"]  # what decided the weights, not where samples and checkpoints went
+    assert recipe["batch_size"] == 4 and recipe["seed"] == 0 and recipe["architecture"]["z_dim"] > 0
+    assert not {"kimg", "output_dir", "sample_every_kimg", "checkpointing_kimg", "progress"} & recipe.keys()
     assert (out / "samples.png").is_file() and (out / "README.md").is_file()
     assert len(list((tmp_path / "model-training" / "samples").glob("*.png"))) == 3
     assert len(model.sample(0, seeds=[1, 2])) == 2

@@ -15,13 +15,12 @@ or SIGTERM and go on with ``--resume_from_checkpoint latest``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from cocktail.cli import add_training_flags, training_settings, use_cpu_threads
 from cocktail.errors import CocktailError, run_script
 from cocktail.networks import PRESETS
-from cocktail.settings import help_of
+from cocktail.settings import deciding_values, help_of
 from cocktail.training import TrainingConfig
 
 # Each flag overrides one entry of the preset architecture of a fresh model.
@@ -117,10 +116,8 @@ def main(argv=None) -> int:
                       + (f", {threads} CPU threads each" if threads else ""))
     result = train(G, D, source, config, accelerator=accelerator, class_names=[name], description=name)
     if accelerator.is_main_process:
-        recipe = {k: v for k, v in dataclasses.asdict(config).items()
-                  if k not in ("output_dir", "resume_from_checkpoint", "progress", "report_to")}
         provenance = Provenance(sources=[SourceRecord(args.data_dir, name=name, origin=Origin())],
-                                recipe={**recipe, **start, "ema_rampup_used": effective_ema_rampup(config)},
+                                recipe={**deciding_values(config), **start, "ema_rampup_used": effective_ema_rampup(config)},
                                 kimg={"train": result.kimg}, metrics={})
         last = latest_checkpoint(training_dir)
         then = (f"run it again with --resume_from_checkpoint latest to go on from {last.name}" if last is not None
