@@ -153,10 +153,24 @@ def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int,
 
     folder = comparison.cell_folder(budget, variant, seed)
     result_file = folder / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
+    record = json.loads(result_file.read_text()) if result_file.is_file() else None
+    if record is not None and (not comparison.diagnose or "diagnosis" in record or comparison.train_only):
+        return record
     plan = build_plan(resolve_recipe(comparison.recipe(budget, variant, seed)))
     union = trained_union(folder, plan)
+    common = dict(num_samples=comparison.num_samples, seed=EVAL_SEED, device=accelerator.device, progress=False,
+                  **comparison.scoring)
+    if record is not None:
+        # Scored before without --diagnose: diagnose it now from what its folder kept (without --diagnose only
+        # the final stage's last checkpoints are kept, so fewer quarters), and train and score nothing again.
+        if union is None:
+            log(f"{budget:g} kimg {variant.name} seed {seed}: not diagnosed, its folder no longer holds its union")
+            return record
+        started = time.time()
+        record["diagnosis"] = diagnose(comparison, plan, folder, union, common)
+        result_file.write_text(json.dumps(record, indent=2) + "\n")
+        log(f"{budget:g} kimg {variant.name} seed {seed}: diagnosed ({time.time() - started:.0f} s)")
+        return record
     if union is None:
         started = time.time()
         union = run_merge(plan, folder, accelerator=accelerator, log=lambda *a: None)
@@ -167,8 +181,6 @@ def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int,
         log(f"{budget:g} kimg {variant.name} seed {seed}: trained in {trained['train_seconds']:.0f} s")
         return None
     started = time.time()
-    common = dict(num_samples=comparison.num_samples, seed=EVAL_SEED, device=accelerator.device, progress=False,
-                  **comparison.scoring)
     real = evaluate_model(union, dict(comparison.real), num_real=comparison.num_real,
                           name=f"{variant.name} {budget:g} kimg seed {seed}", **common)
     record = {"budget": budget, "variant": variant.name, "method": variant.method, "settings": variant.settings,

@@ -92,6 +92,30 @@ def test_a_comparison_runs_its_cells_once_and_reports_them(two_colours, tmp_path
     assert json.loads((tmp_path / "compare" / "results.json").read_text())["cells"] == collect(comparison)
 
 
+def test_diagnose_on_a_scored_cell_adds_its_diagnosis_and_trains_nothing(two_colours, tmp_path):
+    sources, real = two_colours
+    common = dict(sources=sources, real=real, variants=[parse_variant("cocktail")], budgets=[0.048], seeds=[0, 1],
+                  output_dir=tmp_path / "compare", num_samples=8, num_real=8,
+                  training={k: v for k, v in FAST.items() if k != "progress"},
+                  scoring={"extractor": colour_extractor, "cache_dir": tmp_path / "cache"})
+    _, scored = run_comparison(Comparison(**common), Accelerator(cpu=True), log=lambda *_: None)
+    assert not any("diagnosis" in r for r in scored)
+    kept = Comparison(**common).cell_folder(0.048, parse_variant("cocktail"), 0)
+    gone = Comparison(**common).cell_folder(0.048, parse_variant("cocktail"), 1)
+    shutil.rmtree(gone / "union")  # a cell whose union was removed cannot be diagnosed, and is not retrained
+    stamps = {p: p.stat().st_mtime_ns for p in kept.rglob("*") if p.is_file() and p.name != "result.json"}
+
+    logged = []
+    _, records = run_comparison(Comparison(**common, diagnose=True), Accelerator(cpu=True), log=logged.append)
+    diagnosed, left = records
+    assert set(diagnosed["diagnosis"]["rooted"]) == {"green"} and set(diagnosed["diagnosis"]["average"]) >= {"red"}
+    assert diagnosed["diagnosis"]["checkpoints"]  # the last checkpoints the final stage kept
+    assert diagnosed["real"] == scored[0]["real"] and "diagnosis" not in left and left == scored[1]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and not (gone / "union").exists()
+    assert any("not diagnosed" in line for line in logged)
+    assert json.loads((kept / "result.json").read_text())["diagnosis"] == diagnosed["diagnosis"]
+
+
 def test_cells_trained_elsewhere_are_scored_from_their_union_alone(two_colours, tmp_path):
     """train_only on one machine; only each cell's union folder and trained.json travel; scoring trains
     nothing more. A union trained for another recipe is not taken for the cell's: the merge refuses the folder."""

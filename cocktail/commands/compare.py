@@ -46,7 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--num_samples", type=int, default=200, help="generated images per class (default: 200)")
     p.add_argument("--num_real", type=int, default=1000, help="real images per class (default: 1000)")
     p.add_argument("--diagnose", action="store_true",
-                   help="also score the rooted models, the plain average and the final stage at each quarter")
+                   help="also score the rooted models, the plain average and the final stage at each quarter; "
+                        "cells already scored without it are diagnosed from what they kept (the final stage's "
+                        "last two checkpoints)")
     p.add_argument("--train_only", action="store_true",
                    help="train every cell and score none (e.g. on a GPU machine without the Inception file); "
                         "run again without it to score: cells that bring back only their union folder and "
