@@ -117,7 +117,8 @@ def main(argv=None) -> int:
     result = train(G, D, source, config, accelerator=accelerator, class_names=[name], description=name)
     if accelerator.is_main_process:
         provenance = Provenance(sources=[SourceRecord(args.data_dir, name=name, origin=Origin())],
-                                recipe={**deciding_values(config), **start, "ema_rampup_used": effective_ema_rampup(config)},
+                                recipe={**deciding_values(config), **start,
+                                        "ema_rampup_used": effective_ema_rampup(config)},
                                 kimg={"train": result.kimg}, metrics={})
         last = latest_checkpoint(training_dir)
         then = (f"run it again with --resume_from_checkpoint latest to go on from {last.name}" if last is not None
