@@ -168,7 +168,7 @@ def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int,
             return record
         started = time.time()
         record["diagnosis"] = diagnose(comparison, plan, folder, union, common)
-        result_file.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(result_file, record)
         log(f"{budget:g} kimg {variant.name} seed {seed}: diagnosed ({time.time() - started:.0f} s)")
         return record
     if union is None:
@@ -189,7 +189,7 @@ def run_cell(comparison: Comparison, budget: float, variant: Variant, seed: int,
     if comparison.diagnose:
         record["diagnosis"] = diagnose(comparison, plan, folder, union, common)
     record["eval_seconds"] = round(time.time() - started, 1)
-    result_file.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(result_file, record)
     log(f"{budget:g} kimg {variant.name} seed {seed}: union FID vs real {real.scores['union'].fid:.2f} "
         f"(train {trained['train_seconds']:.0f} s, eval {record['eval_seconds']:.0f} s)")
     return record
