@@ -115,3 +115,21 @@ def test_an_import_inside_a_function_closes_a_cycle(tmp_path, late_import):
     graph = import_graph(package)
     assert graph["pkg.a"] == {"pkg.sub.b"}
     assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others (imports inside functions included)."""
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), set()) - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_importing_the_package_loads_no_merging_or_training():
+    """``from cocktail import UnionModel`` (the demo, a user sampling a union) should not pay for the trainer."""
+    graph = import_graph(PACKAGE)
+    assert "cocktail.union" in reachable(graph, "cocktail")
+    heavy = {m for m in reachable(graph, "cocktail") if m.startswith(("cocktail.merge", "cocktail.training"))}
+    assert not heavy, f"import cocktail loads {sorted(heavy)}"
