@@ -9,7 +9,8 @@ the rest to the merge stage, the others train their one stage for the whole budg
 gets.
 
 ``diagnose`` also scores, per class, each rooted model, the plain average of the parents before any
-fine-tuning, and the final stage's G_ema at each checkpoint: where the rooted knowledge goes.
+fine-tuning, and the final stage's G_ema at each checkpoint: where the rooted knowledge goes (``training.png``
+draws the last two over the kimg trained).
 
 ``train_only`` trains every cell and scores none, e.g. on a GPU machine without the Inception file; a later
 run scores them. Such a run may bring back only each cell's ``union`` folder and ``trained.json``: a union
@@ -351,8 +352,54 @@ def budget_plot(comparison: Comparison, records: list[dict], path: Path) -> Path
     return path
 
 
+def training_curves(comparison: Comparison, records: list[dict]) -> dict[str, dict[str, dict[float, list[float]]]]:
+    """scope → line (variant, and budget when several) → kimg trained → one FID vs real per seed, from the
+    diagnosed cells: a method that roots starts at its rooting's kimg with the average of its parents, then
+    the final stage's checkpoints."""
+    variants = {v.name: v for v in comparison.variants}
+    curves: dict[str, dict[str, dict[float, list[float]]]] = {}  # scope → line → kimg → one FID per seed
+    for r in records:
+        if not r.get("diagnosis") or r["variant"] not in variants:
+            continue
+        lengths = stage_lengths(variants[r["variant"]], len(comparison.sources), r["budget"],
+                                comparison.root_share, comparison.protocol)
+        start = lengths["root_kimg"] * (len(comparison.sources) - 1)
+        line = r["variant"] if len(comparison.budgets) == 1 else f"{r['variant']} {r['budget']:g} kimg"
+        points = [(start, r["diagnosis"].get("average", {}))]
+        points += [(start + float(kimg), scores) for kimg, scores in r["diagnosis"]["checkpoints"].items()]
+        for kimg, scores in points:
+            for scope, fid in scores.items():
+                curves.setdefault(scope, {}).setdefault(line, {}).setdefault(kimg, []).append(fid)
+    return curves
+
+
+def training_plot(comparison: Comparison, records: list[dict], path: Path) -> Path:
+    """``training_curves`` drawn, one panel per scope, mean with sd error bars over seeds: a jump up where a
+    rooting method's merge stage starts is the rooted knowledge the average lost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = training_curves(comparison, records)
+    scopes = [s for s in ["union", *comparison.real] if s in curves]
+    fig, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 3.6), squeeze=False)
+    for axis, scope in zip(axes[0], scopes, strict=True):
+        draw_fid_curves(axis, curves[scope])
+        axis.set_xscale("linear")
+        axis.set_xlabel("kimg trained (merge stage after the rooting)")
+        axis.set_title(f"{scope}: FID vs real during training", fontsize=9)
+    axes[0][0].set_ylabel("FID (lower is better)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def run_comparison(comparison: Comparison, accelerator, log=print) -> tuple[str, list[dict]]:
-    """Every cell not yet finished, then results.md, results.json and budget.png in the output folder."""
+    """Every cell not yet finished, then results.md, results.json, budget.png (and, when any cell was diagnosed,
+    training.png) in the output folder."""
     comparison.check()
     comparison.output_dir.mkdir(parents=True, exist_ok=True)
     for number, (budget, variant, seed) in enumerate(comparison.cells(), 1):
@@ -370,4 +417,6 @@ def write_results(comparison: Comparison) -> tuple[str, list[dict]]:
     (comparison.output_dir / "results.json").write_text(json.dumps({"cells": records}, indent=2) + "\n")
     if records:
         budget_plot(comparison, records, comparison.output_dir / "budget.png")
+    if any(r.get("diagnosis") for r in records):
+        training_plot(comparison, records, comparison.output_dir / "training.png")
     return text, records

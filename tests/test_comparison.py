@@ -11,7 +11,7 @@ from PIL import Image
 from script_loader import load_script
 from training_helpers import COLOURS, FAST, colour_source
 
-from cocktail.comparison import Comparison, collect, parse_variant, run_comparison, stage_lengths
+from cocktail.comparison import Comparison, collect, parse_variant, run_comparison, stage_lengths, training_curves
 from cocktail.errors import CocktailError
 
 
@@ -84,6 +84,13 @@ def test_a_comparison_runs_its_cells_once_and_reports_them(two_colours, tmp_path
     assert cocktail["diagnosis"]["checkpoints"]  # the final stage scored along the way
     assert "± " in text and "| 0.048 kimg | union |" in text and "## Diagnosis" in text
     assert (tmp_path / "compare" / "budget.png").stat().st_size > 1000
+    assert (tmp_path / "compare" / "training.png").stat().st_size > 1000  # the diagnosed cells over training
+    union_curves = training_curves(comparison, records)["union"]
+    # Cocktail's merge stage starts after its 0.016 kimg of rooting, from the average; TransferGAN's at 0.
+    cocktail_kimg = sorted(union_curves["cocktail"])
+    assert cocktail_kimg[0] == pytest.approx(0.016) and cocktail_kimg[-1] == pytest.approx(0.048)
+    assert 0 < min(union_curves["transfer"]) < 0.048 and max(union_curves["transfer"]) == pytest.approx(0.048)
+    assert all(len(fids) == 2 for line in union_curves.values() for fids in line.values())  # one per seed
     # A second run trains nothing: every finished cell is read back.
     marker = comparison.cell_folder(0.048, parse_variant("transfer"), 0) / "result.json"
     stamp = marker.stat().st_mtime_ns

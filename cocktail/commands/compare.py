@@ -9,7 +9,8 @@ Every cell (budget × variant × seed) is one merge, trained on the sources' gen
 per class and on the union against the real folders at equal N and on the same latents. A variant is a method
 (``scripts/merge.py --method``) or ``name=method:key=value,…`` with recipe settings of its own. Under the
 default protocol every variant spends the same total kimg. A stopped run picks up at the cell (and the
-checkpoint) where it stopped. Writes ``results.md``, ``results.json`` and ``budget.png`` (FID vs kimg).
+checkpoint) where it stopped. Writes ``results.md``, ``results.json`` and ``budget.png`` (FID vs kimg), and with
+``--diagnose`` ``training.png`` (FID over the kimg each diagnosed cell trained).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def main(argv=None) -> int:
     text, _ = run_comparison(comparison, accelerator)
     print(text)
     if not args.train_only:
-        print(f"written: {comparison.output_dir / 'results.md'}, results.json, budget.png")
+        plots = "budget.png, training.png" if args.diagnose else "budget.png"
+        print(f"written: {comparison.output_dir / 'results.md'}, results.json, {plots}")
     return 0
 
 
