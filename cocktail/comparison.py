@@ -328,28 +328,37 @@ def draw_fid_curves(axis, curves: dict[str, dict[float, list[float]]], dashed: f
     axis.set_xscale("log", base=2)
 
 
-def budget_plot(comparison: Comparison, records: list[dict], path: Path) -> Path:
-    """Union FID vs total kimg, one line per variant, mean with sd error bars over seeds."""
+def save_fid_panels(curves: dict[str, dict[str, dict[float, list[float]]]], path: Path, xlabel: str, title: str,
+                    log_kimg: bool = True) -> Path:
+    """One panel per scope of ``curves`` (scope → line → kimg → one FID per seed), drawn by
+    ``draw_fid_curves``; ``title`` is formatted with the scope."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scopes = ["union", *comparison.real]
-    fig, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 3.6), squeeze=False)
-    for axis, scope in zip(axes[0], scopes, strict=True):
-        curves = {variant.name: {budget: [r["real"]["scores"][scope]["fid"] for r in records
-                                          if r["budget"] == budget and r["variant"] == variant.name]
-                                 for budget in comparison.budgets} for variant in comparison.variants}
-        draw_fid_curves(axis, curves)
-        axis.set_xlabel("total kimg")
-        axis.set_title(f"{scope}: FID vs real")
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for axis, (scope, lines) in zip(axes[0], curves.items(), strict=True):
+        draw_fid_curves(axis, lines)
+        if not log_kimg:
+            axis.set_xscale("linear")
+        axis.set_xlabel(xlabel)
+        axis.set_title(title.format(scope=scope), fontsize=9)
     axes[0][0].set_ylabel("FID (lower is better)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def budget_plot(comparison: Comparison, records: list[dict], path: Path) -> Path:
+    """Union and per-class FID vs total kimg, one line per variant, mean with sd error bars over seeds."""
+    curves = {scope: {variant.name: {budget: [r["real"]["scores"][scope]["fid"] for r in records
+                                              if r["budget"] == budget and r["variant"] == variant.name]
+                                     for budget in comparison.budgets} for variant in comparison.variants}
+              for scope in ["union", *comparison.real]}
+    return save_fid_panels(curves, path, "total kimg", "{scope}: FID vs real")
 
 
 def training_curves(comparison: Comparison, records: list[dict]) -> dict[str, dict[str, dict[float, list[float]]]]:
@@ -374,27 +383,12 @@ def training_curves(comparison: Comparison, records: list[dict]) -> dict[str, di
 
 
 def training_plot(comparison: Comparison, records: list[dict], path: Path) -> Path:
-    """``training_curves`` drawn, one panel per scope, mean with sd error bars over seeds: a jump up where a
-    rooting method's merge stage starts is the rooted knowledge the average lost."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``training_curves`` drawn, one panel per scope: a jump up where a rooting method's merge stage starts is
+    the rooted knowledge the average lost."""
     curves = training_curves(comparison, records)
-    scopes = [s for s in ["union", *comparison.real] if s in curves]
-    fig, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 3.6), squeeze=False)
-    for axis, scope in zip(axes[0], scopes, strict=True):
-        draw_fid_curves(axis, curves[scope])
-        axis.set_xscale("linear")
-        axis.set_xlabel("kimg trained (merge stage after the rooting)")
-        axis.set_title(f"{scope}: FID vs real during training", fontsize=9)
-    axes[0][0].set_ylabel("FID (lower is better)")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    curves = {scope: curves[scope] for scope in ["union", *comparison.real] if scope in curves}
+    return save_fid_panels(curves, path, "kimg trained (merge stage after the rooting)",
+                           "{scope}: FID vs real during training", log_kimg=False)
 
 
 def run_comparison(comparison: Comparison, accelerator, log=print) -> tuple[str, list[dict]]:
