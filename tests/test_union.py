@@ -157,6 +157,12 @@ def test_average_networks_averages_parameters_and_buffers(tiny_networks):
         assert torch.allclose(value, expected), name
     with pytest.raises(CocktailError, match="does not share the architecture"):
         average_networks([G, Generator(**{**TINY_G_KWARGS, "channel_max": 32})])
+    quarter = average_networks([G, other], weights=[0.75, 0.25])  # a quarter of the way from G to other
+    for name, value in quarter.state_dict().items():
+        expected = 0.75 * G.state_dict()[name] + 0.25 * other.state_dict()[name]
+        assert torch.allclose(value, expected), name
+    with pytest.raises(CocktailError, match="sum to 1"):
+        average_networks([G, other], weights=[0.5, 0.6])
 
 
 def test_average_networks_keeps_the_named_parts_of_one_network(tiny_networks):

@@ -100,12 +100,15 @@ def add_classes(generator: Generator, discriminator: Discriminator | None, num_c
     return grown(generator), (grown(discriminator) if discriminator is not None else None)
 
 
-def average_networks(networks: Sequence[torch.nn.Module], keep: Sequence[str] = (), keep_from: int = 0
-                     ) -> torch.nn.Module:
+def average_networks(networks: Sequence[torch.nn.Module], keep: Sequence[str] = (), keep_from: int = 0,
+                     weights: Sequence[float] | None = None) -> torch.nn.Module:
     """A copy of the first network whose every parameter and float buffer is the mean over all (on its device),
-    except those whose names start with one of ``keep``: those are network ``keep_from``'s own."""
+    or the ``weights``-weighted sum (a point on the line between two networks: ``[1 - a, a]``), except those
+    whose names start with one of ``keep``: those are network ``keep_from``'s own."""
     if not networks:
         raise CocktailError("nothing to average")
+    if weights is not None and (len(weights) != len(networks) or not math.isclose(sum(weights), 1.0)):
+        raise CocktailError(f"averaging weights must be one per network and sum to 1 (got {list(weights)})")
     states = [n.state_dict() for n in networks]
     keys = list(states[0])
     for i, state in enumerate(states[1:], start=1):
@@ -114,8 +117,15 @@ def average_networks(networks: Sequence[torch.nn.Module], keep: Sequence[str] = 
     averaged = copy.deepcopy(networks[0])
     averaged.load_state_dict({
         k: states[keep_from][k].to(states[0][k].device) if k.startswith(tuple(keep)) else
-        torch.stack([s[k].float().to(states[0][k].device) for s in states]).mean(0).to(states[0][k].dtype)
+        _mean([s[k].float().to(states[0][k].device) for s in states], weights).to(states[0][k].dtype)
         if states[0][k].is_floating_point() else states[0][k]
         for k in keys
     })
     return averaged
+
+
+def _mean(tensors: list[torch.Tensor], weights: Sequence[float] | None) -> torch.Tensor:
+    """The plain mean (bit for bit what merges have always started from), or the weighted sum."""
+    if weights is None:
+        return torch.stack(tensors).mean(0)
+    return sum(w * t for w, t in zip(weights, tensors, strict=True))
