@@ -86,6 +86,9 @@ def test_cocktail_union_has_one_class_per_source_with_provenance(cocktail_run):
     assert set(provenance["ema_rampup"]) == {"root-green", "root-blue", "merge"}
     assert provenance["recipe"]["training"]["batch_size"] == 8
     assert (output / "union" / "samples.png").is_file() and (output / "union" / "README.md").is_file()
+    for name in ("green", "blue"):  # a rooted model is saved as a one-class model of its source
+        (rooted,) = (output / "stages" / "cocktail").glob(f"root-{name}-*")
+        assert UnionModel.from_pretrained(rooted / "model").class_names == [name]
 
 
 @pytest.mark.slow
@@ -428,7 +431,8 @@ def test_conditional_rooting_roots_each_source_as_its_class_and_is_recorded(sour
     (rooted,) = (tmp_path / "stages" / "cocktail").glob("root-green-*")
     inputs = json.loads((rooted / "inputs.json").read_text())
     assert inputs["conditional_rooting"] == {"classes": 2, "label": 1}
-    assert UnionModel.from_pretrained(rooted / "model").generator.c_dim == 2  # rooted as class 1 of 2
+    rooted_model = UnionModel.from_pretrained(rooted / "model")
+    assert rooted_model.generator.c_dim == 2 and rooted_model.class_names == ["red", "green"]  # rooted as class 1
     assert "class_percentages" not in inputs  # the mixture is the merge stage's input only
     (merge,) = (tmp_path / "stages" / "cocktail").glob("merge-*")
     assert json.loads((merge / "inputs.json").read_text())["class_percentages"] == [1, 3]

@@ -70,9 +70,10 @@ def run_merge(plan: MergePlan, output_dir: str | Path, accelerator=None, log=pri
     def parent(i):  # the networks source i brings to the average
         if method.parents == "sources":
             return plan.ingredients[i].model.generator, plan.ingredients[i].model.discriminator
-        if method.roots(plan, i):
+        if method.roots(plan, i):  # the rooted model is saved under its source's name(s), to be read on its own
             source = sampler(i, label=i, num_classes=n) if conditional else sampler(i)
-            return stage(copy.deepcopy(root_g), copy.deepcopy(root_d), source)
+            return stage(copy.deepcopy(root_g), copy.deepcopy(root_d), source,
+                         class_names=names if conditional else [names[i]])
         return root_g, root_d
 
     if method.parents is None:
