@@ -1,14 +1,16 @@
-"""Why the average of the root and a rooted model draws neither class: per-class FID vs real at points on the
-straight line between the two generators' weights.
+"""What the average of the root and a rooted model draws: per-class FID vs real at points on the straight line
+between the two generators' weights.
 
-    python benchmarks/average_path.py --root example:sneaker \\
+    python benchmarks/average_path.py --root example:sneaker --rooted_class bag \\
         --rooted outputs/table-sb-192/cells/192kimg/cocktail/seed*/stages/cocktail/root-bag-*/model
 
 G(a) = (1 - a) * root + a * rooted, for every float parameter and buffer; a = 0.5 is the plain average that a
 GAN Cocktail merge of two sources starts its merge stage from. Both ends draw their own class. If the points
-between draw neither, the two generators are not linearly connected, so no average can carry what rooting
-taught into the merge stage. Pass several rooted models (one per training seed) to get mean ± sd over them at
-each point. Every point is scored on the same latents (evaluation seed 0) against ``--real_root/<class>``.
+between draw one class fading into the other (each FID between its ends), the average is a blend the merge
+stage has to pull apart into classes; if they draw neither (each FID at its worse end or beyond), the average
+carries nothing of what rooting taught. Pass several rooted models (one per training seed) to get mean ± sd over
+them at each point. Every point is scored on the same latents (evaluation seed 0) against
+``--real_root/<class>``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 import torch
 
 from cocktail.comparison import save_fid_panels
+from cocktail.images import image_grid, to_pil
 from cocktail.merge.surgery import average_networks
 from cocktail.metrics import evaluate_model
+from cocktail.sampling import generate
 from cocktail.union import UnionModel
 
 
@@ -46,10 +50,22 @@ def path_scores(root: UnionModel, rooted: UnionModel, alphas: list[float], real:
     return scores
 
 
+def path_samples(root: UnionModel, rooted: UnionModel, alphas: list[float], seeds=range(8), scale: int = 3):
+    """One row of samples per point on the line, the same latents in every row: what the numbers look like."""
+    rows = []
+    for alpha in alphas:
+        G = average_networks([root.generator, rooted.generator], weights=[1 - alpha, alpha])
+        with torch.no_grad():
+            rows.append([im.resize((im.width * scale, im.height * scale)) for im in to_pil(generate(G, 0, seeds))])
+    return image_grid(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="the root's spec or folder (the merge's first source)")
     p.add_argument("--rooted", nargs="+", required=True, help="rooted model folders (a rooting stage's model/)")
+    p.add_argument("--rooted_class", help="the class the rooted models learned (default: the name they were saved "
+                   "under; rooting stages used to save theirs as 'class0')")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     p.add_argument("--real_root", type=Path, default=Path("data/fashion-mnist"), help="one folder per class")
     p.add_argument("--num_samples", type=int, default=200)
@@ -58,13 +74,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     root = UnionModel.from_pretrained(args.root, load_discriminator=False)
     rooted_models = [UnionModel.from_pretrained(folder, load_discriminator=False) for folder in args.rooted]
-    classes = [*root.class_names, *rooted_models[0].class_names]
+    if any(m.class_names != rooted_models[0].class_names for m in rooted_models):
+        p.error("every rooted model must have learned the same class")
+    classes = [*root.class_names, args.rooted_class or rooted_models[0].class_names[0]]
     real = {name: args.real_root / name for name in classes}
     missing = [str(f) for f in real.values() if not f.is_dir()]
     if missing:
         p.error(f"no real images in {', '.join(missing)}")
-    if any(m.class_names != rooted_models[0].class_names for m in rooted_models):
-        p.error("every rooted model must have learned the same class")
     scoring = dict(num_samples=args.num_samples, num_real=args.num_real, seed=0, device="cpu", progress=False)
     runs = []
     for folder, rooted in zip(args.rooted, rooted_models, strict=True):
@@ -77,12 +93,14 @@ def main(argv=None):
     curves = {name: {"G(a)": {a: [run["fid"][a][name] for run in runs] for a in args.alphas}} for name in classes}
     save_fid_panels(curves, args.output_dir / "average_path.png", "a (0 = root, 1 = rooted model)",
                     "{scope}: FID vs real along the line", log_kimg=False)
+    path_samples(root, rooted_models[0], args.alphas).save(args.output_dir / "average_path_samples.png")
     print("\n| a | " + " | ".join(classes) + " |\n| --- |" + " --- |" * len(classes))
     for a in args.alphas:
         cells = [[run["fid"][a][name] for run in runs] for name in classes]
         print(f"| {a:g} | " + " | ".join(f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}"
                                                                          if len(v) > 1 else "") for v in cells) + " |")
-    print(f"\nwritten: {args.output_dir / 'average_path.json'}, average_path.png")
+    print(f"\nwritten: {args.output_dir / 'average_path.json'}, average_path.png, average_path_samples.png "
+          f"(rows: a = {', '.join(f'{a:g}' for a in args.alphas)}; the first rooted model)")
 
 
 if __name__ == "__main__":
