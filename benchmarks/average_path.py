@@ -74,6 +74,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     root = UnionModel.from_pretrained(args.root, load_discriminator=False)
     rooted_models = [UnionModel.from_pretrained(folder, load_discriminator=False) for folder in args.rooted]
+    if root.generator.c_dim or any(m.generator.c_dim for m in rooted_models):
+        p.error("the line is drawn between one-class generators: a root and models rooted without "
+                "--conditional_rooting")
     if any(m.class_names != rooted_models[0].class_names for m in rooted_models):
         p.error("every rooted model must have learned the same class")
     classes = [*root.class_names, args.rooted_class or rooted_models[0].class_names[0]]
