@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from cocktail.comparison import save_fid_panels
-from cocktail.images import image_grid, to_pil
+from cocktail.images import enlarged, image_grid, to_pil
 from cocktail.merge.surgery import average_networks
 from cocktail.metrics import evaluate_model
 from cocktail.sampling import generate
@@ -50,13 +50,12 @@ def path_scores(root: UnionModel, rooted: UnionModel, alphas: list[float], real:
     return scores
 
 
-def path_samples(root: UnionModel, rooted: UnionModel, alphas: list[float], seeds=range(8), scale: int = 3):
+def path_samples(root: UnionModel, rooted: UnionModel, alphas: list[float], seeds=range(8), cell: int = 96):
     """One row of samples per point on the line, the same latents in every row: what the numbers look like."""
     rows = []
     for alpha in alphas:
         G = average_networks([root.generator, rooted.generator], weights=[1 - alpha, alpha])
-        with torch.no_grad():
-            rows.append([im.resize((im.width * scale, im.height * scale)) for im in to_pil(generate(G, 0, seeds))])
+        rows.append([enlarged(image, cell) for image in to_pil(generate(G, 0, seeds))])
     return image_grid(rows)
 
 

@@ -89,6 +89,13 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
 
+def enlarged(image: Image.Image, cell: int) -> Image.Image:
+    """A small image scaled by a whole factor (nearest neighbour, pixels stay sharp) to about ``cell`` pixels, for
+    viewing; never shrunk."""
+    factor = max(1, cell // max(image.size))
+    return image.resize((image.width * factor, image.height * factor), resample=0)
+
+
 def image_grid(rows: list[list[Image.Image]], padding: int = 2, background=(255, 255, 255)) -> Image.Image:
     """Paste rows of equally sized images into one picture."""
     if not rows or not rows[0]:

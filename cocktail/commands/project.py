@@ -52,17 +52,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def enlarged(image, cell=GRID_CELL):
-    factor = max(1, cell // max(image.size))
-    return image.resize((image.width * factor, image.height * factor), resample=0)
-
-
 def main(argv=None):
     args = parse_args(argv)
     import torch
 
     from cocktail import editing, projection
-    from cocktail.images import image_grid
+    from cocktail.images import enlarged, image_grid
     from cocktail.union import UnionModel
 
     if args.steps < 1:
@@ -92,11 +87,11 @@ def main(argv=None):
     renderings = projection.render_classes(union, result, latents)
     for name, image in renderings.items():
         image.save(output_dir / f"class-{name}.png")
-    image_grid([[enlarged(result.target_image)] + [enlarged(image) for image in renderings.values()]]).save(
-        output_dir / "grid.png")
+    row = [enlarged(image, GRID_CELL) for image in (result.target_image, *renderings.values())]
+    image_grid([row]).save(output_dir / "grid.png")
     if args.direction is not None:
         directions = editing.pca_directions(union, num_components=min(10, union.generator.w_dim))
-        rows = [[enlarged(image) for image in projection.along_direction(
+        rows = [[enlarged(image, GRID_CELL) for image in projection.along_direction(
             union, result, name, directions, args.direction, STRENGTHS, latents)] for name in union.class_names]
         image_grid(rows).save(output_dir / f"direction-{args.direction}.png")
     result.save(output_dir / "latent.npz")
